@@ -1,0 +1,89 @@
+# Neural Tangent Kernel course: one entry point for readers, authors and CI.
+#
+#   make book       build the HTML book into _build/html (creates .venv if needed)
+#   make test       everything CI checks: unit tests, nbval on every chapter,
+#                   md/ipynb pair check, dependency check, strict book build
+#   make notebooks  re-execute every chapter and refresh its stored outputs
+#   make notebook NB=book/03_convergence.md   the same for one chapter
+#
+# When a virtual or conda environment is active, it is used as it is (and completed
+# from the lock file if a dependency is missing); otherwise a .venv is created here.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.PHONY: help env book book-strict test unit nbval notebooks notebook lock clean bench
+
+LOCK := requirements.lock
+export JAX_PLATFORMS := cpu
+export PYTHONHASHSEED := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
+  PY := python
+  JB := jupyter-book
+  ENV_STAMP := .env-check
+else
+  PY := .venv/bin/python
+  JB := .venv/bin/jupyter-book
+  ENV_STAMP := .venv/.installed
+endif
+
+CHAPTERS  := $(sort $(wildcard book/[0-9][0-9]_*.md))
+NOTEBOOKS := $(CHAPTERS:.md=.ipynb)
+PYTEST    := $(PY) -m pytest -p no:cacheprovider
+
+help:
+	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
+
+env: $(ENV_STAMP)
+
+.venv/.installed: pyproject.toml $(LOCK)
+	@test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/python -m pip install --quiet --upgrade pip
+	.venv/bin/python -m pip install --quiet -c $(LOCK) -e ".[book,test]"
+	@touch $@
+
+# An active environment: install what is missing, never create a second one.
+.PHONY: .env-check
+.env-check:
+	@$(PY) -c "import ntk_companion, jupyter_book, nbval, jupytext, hypothesis, xdist" 2>/dev/null || \
+	  $(PY) -m pip install --quiet -c $(LOCK) -e ".[book,test]"
+
+book: env
+	$(JB) build . --quiet
+	@echo "Open file://$(CURDIR)/_build/html/index.html"
+
+book-strict: env
+	rm -rf _build/html _build/.doctrees
+	$(JB) build . --warningiserror --nitpick --keep-going --quiet
+
+unit: env
+	$(PYTEST) -q -n 2 --dist loadfile tests
+
+nbval: env
+	$(PYTEST) -q -n 2 --dist loadfile --nbval --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+
+test: env
+	@$(PY) tests/tree_state.py save
+	$(PYTEST) -q -n 2 --dist loadfile tests \
+	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	$(MAKE) --no-print-directory book-strict
+	@$(PY) tests/tree_state.py check
+
+notebooks: env
+	@for nb in $(CHAPTERS); do $(MAKE) --no-print-directory notebook NB=$$nb || exit 1; done
+
+notebook: env
+	@test -n "$(NB)" || { echo "usage: make notebook NB=book/NN_name.md"; exit 2; }
+	$(PY) -m jupytext --to ipynb --update --execute --run-path book "$(NB)"
+	$(PY) tests/strip_metadata.py "$(basename $(NB)).ipynb"
+
+bench: env
+	$(PY) benchmarks/bench_ntk.py
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^ntk.companion' > $(LOCK)
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

@@ -1,0 +1,210 @@
+"""Input validation shared by every public function of :mod:`ntk_companion`.
+
+Each checker raises :class:`TypeError` (wrong kind of object) or :class:`ValueError`
+(right kind, wrong shape or value) with a message that names the offending argument,
+so that bad input never turns into silent garbage further down.
+
+The checks run on concrete arrays only: inside ``jax.jit`` the values are tracers and
+only the static parts of a check (rank, shape, dtype) are applied.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "is_concrete",
+    "as_array",
+    "check_rank",
+    "check_finite",
+    "check_square",
+    "check_symmetric",
+    "check_time",
+    "check_same_features",
+    "check_callable",
+    "check_int",
+    "check_scalar",
+    "check_choice",
+    "check_batch",
+    "check_params",
+    "check_same_structure",
+]
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` holds actual values (not a tracer inside ``jit``/``vmap``)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def as_array(x: Any, name: str, *, dtype: Any = None) -> jax.Array:
+    """Convert ``x`` to a floating JAX array or raise ``TypeError`` naming ``name``."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
+    if not is_concrete(x):
+        return x if dtype is None else x.astype(dtype)
+    try:
+        arr = jnp.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}") from err
+    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
+            or arr.dtype == jnp.bool_):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    return arr
+
+
+def check_rank(x: jax.Array, name: str, rank: int | tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``x.ndim`` is ``rank`` (or one of ``rank``)."""
+    ranks = (rank,) if isinstance(rank, int) else tuple(rank)
+    if x.ndim not in ranks:
+        want = " or ".join(f"{r}-D" for r in ranks)
+        raise ValueError(f"{name} must be {want}, got an array of shape {tuple(x.shape)}")
+
+
+def check_finite(x: jax.Array, name: str) -> None:
+    """Raise ``ValueError`` if a concrete ``x`` holds NaN or infinity."""
+    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_square(x: jax.Array, name: str) -> None:
+    """Raise ``ValueError`` unless ``x`` is a square matrix."""
+    check_rank(x, name, 2)
+    if x.shape[0] != x.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {tuple(x.shape)}")
+
+
+def check_symmetric(x: jax.Array, name: str, *, rtol: float = 1e-6) -> None:
+    """Raise ``ValueError`` unless the square matrix ``x`` is symmetric to ``rtol``."""
+    check_square(x, name)
+    if is_concrete(x):
+        a = np.asarray(x)
+        scale = max(float(np.max(np.abs(a))), np.finfo(a.dtype).tiny)
+        if float(np.max(np.abs(a - a.T))) > rtol * scale:
+            raise ValueError(f"{name} must be symmetric (a kernel Gram matrix); "
+                             f"max |A - A^T| = {float(np.max(np.abs(a - a.T))):.3g}")
+
+
+def check_time(t: Any, name: str = "t") -> jax.Array:
+    """Convert times to an array; raise ``ValueError`` for negative or NaN times.
+
+    ``+inf`` is allowed (the end of training)."""
+    arr = as_array(t, name)
+    check_rank(arr, name, (0, 1))
+    if is_concrete(arr):
+        if bool(jnp.any(jnp.isnan(arr))):
+            raise ValueError(f"{name} contains NaN")
+        if bool(jnp.any(arr < 0)):
+            raise ValueError(f"{name} must be non-negative (time runs forward), got min {float(jnp.min(arr))}")
+    return arr
+
+
+def check_same_features(x1: jax.Array, x2: jax.Array, name1: str = "x1", name2: str = "x2") -> None:
+    """Raise ``ValueError`` unless two input batches have the same feature dimension."""
+    if x1.shape[1:] != x2.shape[1:]:
+        raise ValueError(f"{name1} and {name2} must have the same feature shape, got "
+                         f"{tuple(x1.shape[1:])} and {tuple(x2.shape[1:])}")
+
+
+# --- checkers added for models / training / empirical kernels -------------------------------
+
+def check_callable(fn: Any, name: str) -> None:
+    """Raise ``TypeError`` unless ``fn`` is callable."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+
+
+def check_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as a Python ``int``; ``TypeError`` if it is not an integer,
+    ``ValueError`` if it is below ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_scalar(value: Any, name: str, *, positive: bool = False,
+                 nonnegative: bool = False) -> Any:
+    """Check a real scalar hyperparameter (finite; optionally > 0 or >= 0).
+
+    Returns a Python ``float`` for concrete input and the tracer itself inside ``jit``."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not is_concrete(value):
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(jnp.shape(value))}")
+        return value
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from err
+    if arr.ndim != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be a real number, got dtype {arr.dtype}")
+    out = float(arr)
+    if not np.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {out}")
+    if positive and not out > 0:
+        raise ValueError(f"{name} must be > 0, got {out}")
+    if nonnegative and not out >= 0:
+        raise ValueError(f"{name} must be >= 0, got {out}")
+    return out
+
+
+def check_choice(value: Any, name: str, choices: Any) -> str:
+    """Raise ``ValueError`` (listing ``choices``) unless ``value`` is one of them."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {sorted(choices)}, "
+                        f"got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {sorted(choices)}")
+    return value
+
+
+def check_batch(x: jax.Array, name: str) -> None:
+    """Raise ``ValueError`` unless ``x`` is a batch of inputs: a leading batch axis of
+    length >= 1 followed by at least one feature axis, e.g. shape ``(n, d)``."""
+    if x.ndim < 2:
+        raise ValueError(f"{name} must be a batch of inputs of shape (n, d) (at least 2-D), "
+                         f"got an array of shape {tuple(x.shape)}; reshape a single input "
+                         f"with x[None] or 1-D data with x[:, None]")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one input, got shape {tuple(x.shape)}")
+
+
+def check_params(params: Any, name: str = "params") -> None:
+    """Raise unless ``params`` is a non-empty pytree of floating arrays (finite when concrete)."""
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError(f"{name} must be a non-empty pytree of arrays, got {params!r}")
+    for leaf in leaves:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            if isinstance(leaf, (float, int)) and not isinstance(leaf, bool):
+                continue
+            raise TypeError(f"{name} must be a pytree of arrays, found a leaf of type "
+                            f"{type(leaf).__name__}")
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"{name} must hold floating-point arrays, found dtype {dtype}")
+    for leaf in leaves:
+        if is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(jnp.asarray(leaf)))):
+            raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_same_structure(a: Any, b: Any, name_a: str, name_b: str) -> None:
+    """Raise ``ValueError`` unless two pytrees have the same structure and leaf shapes."""
+    ta, tb = jax.tree_util.tree_structure(a), jax.tree_util.tree_structure(b)
+    if ta != tb:
+        raise ValueError(f"{name_a} and {name_b} must have the same pytree structure, "
+                         f"got {ta} and {tb}")
+    for la, lb in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        if jnp.shape(la) != jnp.shape(lb):
+            raise ValueError(f"{name_a} and {name_b} must have leaves of the same shapes, "
+                             f"got {jnp.shape(la)} and {jnp.shape(lb)}")
