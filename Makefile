@@ -76,7 +76,7 @@ notebooks: env
 
 notebook: env
 	@test -n "$(NB)" || { echo "usage: make notebook NB=book/NN_name.md"; exit 2; }
-	$(PY) -m jupytext --to ipynb --update --execute --run-path book "$(NB)"
+	$(PY) -m jupytext --to ipynb --execute --run-path book "$(NB)"
 	$(PY) tests/strip_metadata.py "$(basename $(NB)).ipynb"
 
 bench: env

@@ -2,7 +2,7 @@
 
 Usage: python tests/strip_metadata.py book/NN_name.ipynb [...]
 
-Drops per-cell execution timestamps and widget state; keeps outputs, which are the
+Drops per-cell execution timestamps and widget state and numbers the cell ids; keeps outputs, which are the
 reference that nbval compares.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ import nbformat
 def strip(path: str) -> None:
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:03d}"  # stable ids keep diffs of re-executed notebooks small
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
     nbformat.write(nb, path)
