@@ -67,7 +67,8 @@ def check_rank(x: jax.Array, name: str, rank: int | tuple[int, ...]) -> None:
 
 def check_finite(x: jax.Array, name: str) -> None:
     """Raise ``ValueError`` if a concrete ``x`` holds NaN or infinity."""
-    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+    # numpy, not jnp: inside a jit trace even an op on a concrete array returns a tracer
+    if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
@@ -96,10 +97,11 @@ def check_time(t: Any, name: str = "t") -> jax.Array:
     arr = as_array(t, name)
     check_rank(arr, name, (0, 1))
     if is_concrete(arr):
-        if bool(jnp.any(jnp.isnan(arr))):
+        a = np.asarray(arr)
+        if np.any(np.isnan(a)):
             raise ValueError(f"{name} contains NaN")
-        if bool(jnp.any(arr < 0)):
-            raise ValueError(f"{name} must be non-negative (time runs forward), got min {float(jnp.min(arr))}")
+        if np.any(a < 0):
+            raise ValueError(f"{name} must be non-negative (time runs forward), got min {float(np.min(a))}")
     return arr
 
 
@@ -194,7 +196,7 @@ def check_params(params: Any, name: str = "params") -> None:
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"{name} must hold floating-point arrays, found dtype {dtype}")
     for leaf in leaves:
-        if is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(jnp.asarray(leaf)))):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
             raise ValueError(f"{name} contains NaN or infinite values")
 
 

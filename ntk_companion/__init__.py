@@ -1,0 +1,101 @@
+"""ntk_companion: Neural Tangent Kernels in JAX, the companion package of the NTK course.
+
+Conventions (used by every function)
+------------------------------------
+* Scalar-output model ``f(x; theta)``; training set ``(x_i, y_i)``, ``i = 1..n``, inputs
+  stacked as ``X`` of shape ``(n, d)``, targets ``y`` of shape ``(n,)``.
+* Loss: the *sum* ``l(theta) = 1/2 sum_i (f(x_i; theta) - y_i)^2`` (not the mean).
+* Gradient flow ``d theta/dt = -grad l(theta)``; outputs ``u_i(t) = f(x_i; theta(t))``,
+  residual ``r(t) = u(t) - y``.
+* Jacobian ``G`` (n x P), ``G_ij = d f(x_i; theta) / d theta_j`` with the parameters
+  flattened in ``jax.flatten_util.ravel_pytree`` order; NTK Gram matrix ``H = G G^T``;
+  then ``dr/dt = -H r`` and ``dl/dt = -r^T H r <= -2 lambda_min(H) l``.
+* Libraries that use the mean loss ``||r||^2 / (2n)`` run on the time scale
+  ``t_mean = n t``: time ``t`` here equals time ``t_mean = n t`` there.
+* NTK parameterization of a dense layer with fan-in ``n_in``:
+  ``z = (W_std / sqrt(n_in)) W a + b_std b`` with ``W, b`` standard normal at
+  initialization (the standard parameterization, ``z = W a + b`` with
+  ``W ~ N(0, W_std^2/n_in)``, ``b ~ N(0, b_std^2)``, is offered too).
+* Functions work in the dtype they are given (enable ``jax_enable_x64`` for float64),
+  validate their inputs (``ValueError``/``TypeError`` naming the argument) and can be
+  used under ``jax.jit`` (checks on values are skipped for tracers).
+
+API overview
+------------
+models
+    ``MLP(hidden, activation, W_std, b_std, parameterization, out_dim)``: fully connected
+    network with ``.init(key, d_in)``, ``.apply(params, x)``, ``.num_params(d_in)``,
+    ``.depth``; ``get_activation(name_or_fn)``.
+losses
+    ``square_loss(apply_fn, params, x, y)`` = ``1/2 ||f(x) - y||^2``;
+    ``residual(apply_fn, params, x, y)`` = ``f(x) - y``.
+training
+    ``rk4(vector_field, y0, t=, steps=)``: classical Runge-Kutta for ``y' = F(y)`` on a pytree;
+    ``gradient_flow(loss_fn, params, t=, steps=)``: ``d theta/dt = -grad l`` by RK4;
+    ``gradient_descent(loss_fn, params, lr=, steps=)``: ``theta <- theta - lr grad l``
+    (step ``k`` is time ``t = k lr``); ``square_loss_fn(apply_fn, x, y)`` builds ``l``.
+empirical
+    ``jacobian(apply_fn, params, x)`` = G; ``empirical_ntk(apply_fn, params, x1, x2)`` =
+    G(x1) G(x2)^T (methods "jacobian", "ntvp", "auto"); ``ntk_vp(apply_fn, params, x, v)`` =
+    H v without forming H.
+linearize
+    ``linearize(apply_fn, params0)`` -> ``f_lin(params, x) = f(x; theta_0) +
+    G(x; theta_0)(theta - theta_0)``, the first-order Taylor model.
+diagnostics
+    ``flatten``, ``min_eigenvalue``, ``eigh_descending``, ``spectral_components`` (``V^T r``),
+    ``relative_change`` (``||A - A0||_F / ||A0||_F``), ``weight_movement``
+    (``||theta - theta0|| / ||theta0||``), ``fit_power_law`` (slope of log y against log x).
+data
+    Deterministic data sets: ``unit_circle``, ``circle_points``, ``regression_1d``,
+    ``target_fn``, ``gaussian_inputs``.
+plotting
+    ``use_style()`` (house style for figures), ``loglog_with_fit``, ``COLORS``.
+analytic
+    ``analytic_kernels(x1, x2, depth=, activation=, W_std=, b_std=)`` -> ``Kernels(nngp,
+    ntk)``: the infinite-width NNGP kernel and NTK of ``MLP`` (NTK parameterization, width
+    -> infinity) by the layer recursion; closed forms for relu, erf and identity, quadrature
+    (``order=``, ``quadrature="hermite"`` or ``"polar"``) for other activations.
+dynamics
+    ``residual_flow(H, r0, t)`` = exp(-H t) r0; ``predict(K_train, y, t, K_test_train=,
+    f0_train=, f0_test=)`` -> ``Prediction(train, test)``: outputs of the linearized model
+    trained by gradient flow to time ``t`` (scalar, 1-D array or ``inf``, where a singular
+    ``K`` gives the minimum-norm interpolant); ``loss_bound(l0, lambda_min, t)`` =
+    l0 exp(-2 lambda_min t); ``train_loss_curve(K_train, y, t)`` = 1/2 ||r(t)||^2.
+regression
+    ``kernel_regression(K_train, y, K_test_train, ridge)`` = K_* (K + ridge I)^{-1} y by a
+    Cholesky solve (a non-positive-definite ``K`` raises and suggests a ridge).
+random_features
+    ``random_features(x, W)`` = sigma(x W^T / sqrt(d)) / sqrt(N) (an (n, N) feature matrix);
+    ``min_norm_fit(Phi, y)`` = Phi^+ y and ``ridge_fit(Phi, y, ridge)`` =
+    (Phi^T Phi + ridge I)^{-1} Phi^T y, both by SVD.
+"""
+# One import line per module, and one line of the same names in ``__all__`` below.
+from . import plotting
+from .models import MLP, get_activation
+from .losses import residual, square_loss
+from .training import gradient_descent, gradient_flow, rk4, square_loss_fn
+from .empirical import empirical_ntk, jacobian, ntk_vp
+from .linearize import linearize
+from .diagnostics import eigh_descending, fit_power_law, flatten, min_eigenvalue, relative_change, spectral_components, weight_movement  # noqa: E501
+from .data import circle_points, gaussian_inputs, regression_1d, target_fn, unit_circle
+from .analytic import Kernels, analytic_kernels
+from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
+from .regression import kernel_regression
+from .random_features import min_norm_fit, random_features, ridge_fit
+from .plotting import COLORS, loglog_with_fit, use_style
+
+__all__ = [
+    "plotting",
+    "MLP", "get_activation",
+    "residual", "square_loss",
+    "gradient_descent", "gradient_flow", "rk4", "square_loss_fn",
+    "empirical_ntk", "jacobian", "ntk_vp",
+    "linearize",
+    "eigh_descending", "fit_power_law", "flatten", "min_eigenvalue", "relative_change", "spectral_components", "weight_movement",  # noqa: E501
+    "circle_points", "gaussian_inputs", "regression_1d", "target_fn", "unit_circle",
+    "Kernels", "analytic_kernels",
+    "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
+    "kernel_regression",
+    "min_norm_fit", "random_features", "ridge_fit",
+    "COLORS", "loglog_with_fit", "use_style",
+]

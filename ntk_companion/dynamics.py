@@ -1,0 +1,288 @@
+r"""Closed-form gradient-flow dynamics of kernel (linearized) models.
+
+Conventions: sum loss ``l = 1/2 ||u - y||^2``, gradient flow ``d theta/dt = -grad l``. For a
+model that is linear in its parameters (the linearized network ``f_lin``, or a wide network in
+the NTK regime) with tangent kernel ``K`` the outputs move in function space by
+
+.. code-block:: text
+
+    du/dt   = -K (u - y),            so r(t) = u(t) - y = exp(-K t) r(0),
+    df*/dt  = -K(X*, X) (u - y),     so f*(t) = f*(0) - K_* K^{-1} (I - exp(-K t)) r(0).
+
+Everything is computed from one eigendecomposition ``K = V diag(lambda) V^T`` (never a matrix
+exponential evaluated on the fly, never an explicit inverse):
+``exp(-K t) = V diag(exp(-lambda t)) V^T`` and
+``K^{-1}(I - exp(-K t)) = V diag(g(lambda)) V^T`` with ``g(lambda) = (1 - exp(-lambda t)) /
+lambda = -expm1(-lambda t) / lambda``, computed with ``expm1`` so that it is accurate for
+small ``lambda t`` and tends to ``t`` as ``lambda -> 0``: a singular ``K`` (duplicated inputs,
+more points than features) is fine at every ``t``. At ``t = inf`` the flow has converged:
+``g = 1/lambda`` on the range of ``K``, i.e. the pseudo-inverse, and the test prediction is the
+minimum-norm interpolant (kernel regression without ridge when ``K`` is positive definite).
+
+Eigenvalues below ``n * eps * lambda_max`` (rounding level) count as exact zeros. On that null
+space the training outputs do not move, and for a test kernel consistent with ``K`` (the joint
+Gram matrix of train and test inputs is PSD) ``K_* v = 0`` for every null vector ``v``, so the
+null-space term ``K_* v v^T (y - f0) t`` of ``f_test`` vanishes; it is dropped (``g = 0``
+there) rather than computed from rounding noise that would grow like ``t``. Hence
+``f_test(t) -> f_test(inf)`` continuously and the result stays bounded for every ``t``.
+
+**Time scale.** ``t`` is the gradient-flow time of the *sum* loss. A library or an optimizer
+that uses the *mean* loss ``||r||^2 / (2n)`` moves ``n`` times slower: its time ``t_mean``
+(e.g. learning rate times steps) corresponds to ``t = t_mean / n`` here, i.e. pass
+``t = t_mean / n`` (equivalently ``t_mean = n t``).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._validation import (as_array, check_finite, check_rank, check_scalar, check_symmetric,
+                          check_time, is_concrete)
+
+__all__ = ["residual_flow", "Prediction", "predict", "loss_bound", "train_loss_curve"]
+
+
+class Prediction(NamedTuple):
+    """Outputs of the trained linearized model.
+
+    Attributes:
+        train: ``f(X; t)`` on the training inputs, shape ``(n,)`` (or ``(T, n)`` for ``T``
+            times; a trailing axis for vector targets).
+        test: ``f(X*; t)`` on the test inputs, shape ``(m,)`` (or ``(T, m)``), or ``None``
+            when no ``K_test_train`` was given.
+    """
+
+    train: jax.Array
+    test: jax.Array | None
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_kernel(K: Any, name: str) -> jax.Array:
+    """A finite symmetric matrix (positive semi-definiteness is checked on its spectrum)."""
+    K = as_array(K, name)
+    check_symmetric(K, name)
+    check_finite(K, name)
+    return K
+
+
+def _check_targets(y: Any, name: str, n: int, kernel_name: str) -> jax.Array:
+    y = as_array(y, name)
+    check_rank(y, name, (1, 2))
+    if y.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows to match {kernel_name} of shape ({n}, {n}), "
+                         f"got shape {tuple(y.shape)}")
+    check_finite(y, name)
+    return y
+
+
+def _check_outputs(f0: Any, name: str, shape: tuple[int, ...]) -> jax.Array:
+    """Initial outputs: a scalar or an array broadcastable to ``shape`` (broadcast later)."""
+    f0 = as_array(f0, name)
+    try:
+        ok = np.broadcast_shapes(f0.shape, shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a scalar or have shape {tuple(shape)}, got shape "
+                         f"{tuple(f0.shape)}")
+    check_finite(f0, name)
+    return f0
+
+
+@jax.jit
+def _eigh_clipped(K: jax.Array) -> tuple[jax.Array, ...]:
+    lam, V = jnp.linalg.eigh(K)
+    n = K.shape[0]
+    tol = n * jnp.finfo(K.dtype).eps * jnp.max(jnp.abs(lam))
+    clipped = jnp.where(lam > tol, lam, jnp.zeros_like(lam))
+    return clipped, V, jnp.min(lam), jnp.max(lam), tol
+
+
+def _spectrum(K: jax.Array, name: str) -> tuple[jax.Array, jax.Array]:
+    """Eigenpairs ``K = V diag(lambda) V^T`` of a symmetric PSD ``K``; eigenvalues below
+    ``n eps lambda_max`` are set to exactly 0. Raises ``ValueError`` (concrete input) if ``K``
+    has a clearly negative eigenvalue (below ``-100 n eps lambda_max``)."""
+    lam, V, lam_min, lam_max, tol = _eigh_clipped(K)
+    if is_concrete(lam_min) and float(lam_min) < -100 * float(tol):
+        raise ValueError(f"{name} must be positive semi-definite (a kernel Gram matrix); "
+                         f"its smallest eigenvalue is {float(lam_min):.3g} "
+                         f"(largest {float(lam_max):.3g})")
+    return lam, V
+
+
+def _rotate(V: jax.Array, diag: jax.Array, x: jax.Array) -> jax.Array:
+    """``V diag(d) V^T x`` for ``d`` of shape ``(T, n)`` or ``(n,)``; ``x`` of shape ``(n,)``
+    or ``(n, k)``. The output has the leading axes of ``d`` followed by the shape of ``x``."""
+    c = V.T @ x                                   # (n,) or (n, k)
+    d = diag.reshape(diag.shape + (1,) * (x.ndim - 1))
+    spec = "ij,...j->...i" if x.ndim == 1 else "ij,...jk->...ik"
+    return jnp.einsum(spec, V, d * c)
+
+
+def _decay(lam: jax.Array, t: jax.Array) -> jax.Array:
+    """``exp(-lambda t)``, shape ``t.shape + lam.shape``; 1 on the null space even at t = inf."""
+    lt = jnp.where(lam > 0, lam * t[..., None], jnp.zeros_like(lam))
+    return jnp.exp(-lt)
+
+
+def _g(lam: jax.Array, t: jax.Array) -> jax.Array:
+    """``(1 - exp(-lambda t)) / lambda`` on the range of ``K`` (``1/lambda`` at t = inf: the
+    pseudo-inverse) and 0 on its null space; shape ``t.shape + lam.shape``."""
+    pos = lam > 0
+    safe = jnp.where(pos, lam, jnp.ones_like(lam))
+    on_range = -jnp.expm1(-safe * t[..., None]) / safe
+    return jnp.where(pos, on_range, jnp.zeros_like(on_range))
+
+
+@jax.jit
+def _flow(lam: jax.Array, V: jax.Array, r0: jax.Array, t: jax.Array) -> jax.Array:
+    return _rotate(V, _decay(lam, t.astype(lam.dtype)), r0.astype(lam.dtype))
+
+
+@jax.jit
+def _predict_train(lam, V, y, f0_train, t):
+    y = y.astype(lam.dtype)
+    r0 = jnp.broadcast_to(f0_train, y.shape).astype(lam.dtype) - y
+    return y + _rotate(V, _decay(lam, t.astype(lam.dtype)), r0), r0
+
+
+@jax.jit
+def _predict_test(lam, V, r0, Ks, f0_test, t):
+    alpha = _rotate(V, _g(lam, t.astype(lam.dtype)), -r0)   # K^+(I - e^{-Kt})(y - f0)
+    spec = "mn,...n->...m" if r0.ndim == 1 else "mn,...nk->...mk"
+    out = jnp.einsum(spec, Ks.astype(lam.dtype), alpha)
+    return out + jnp.broadcast_to(f0_test, out.shape[out.ndim - r0.ndim:]).astype(lam.dtype)
+
+
+@jax.jit
+def _bound(l0, lambda_min, t):
+    rate = 2 * lambda_min * t
+    rate = jnp.where(jnp.isnan(rate), jnp.zeros_like(rate), rate)   # 0 * inf
+    return l0 * jnp.exp(-rate)
+
+
+# --------------------------------------------------------------------------- public API
+def residual_flow(H: Any, r0: Any, t: Any) -> jax.Array:
+    r"""Residual of gradient flow on the sum loss: ``r(t) = exp(-H t) r0``.
+
+    Solves ``dr/dt = -H r`` exactly through the eigendecomposition
+    ``H = V diag(lambda) V^T``: ``r(t) = V diag(exp(-lambda t)) V^T r0``. Rounding-level
+    eigenvalues (``|lambda| <= n eps lambda_max``) count as 0; ``t = inf`` gives the
+    projection of ``r0`` on the null space of ``H``. (For a mean-loss time ``t_mean`` pass
+    ``t = t_mean / n``.)
+
+    Args:
+        H: symmetric positive semi-definite ``(n, n)`` matrix (the NTK Gram matrix).
+        r0: initial residual ``u(0) - y``, shape ``(n,)`` or ``(n, k)``.
+        t: time ``>= 0``: a scalar, ``inf``, or a 1-D array of ``T`` times.
+
+    Returns:
+        ``r(t)``: shape of ``r0``, with a leading axis of length ``T`` for 1-D ``t``.
+    """
+    H = _check_kernel(H, "H")
+    r0 = _check_targets(r0, "r0", H.shape[0], "H")
+    t = check_time(t, "t")
+    lam, V = _spectrum(H.astype(jnp.result_type(H, r0)), "H")
+    return _flow(lam, V, r0, t)
+
+
+def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train: Any = 0.0,
+            f0_test: Any = 0.0) -> Prediction:
+    r"""Outputs of the linearized model trained by gradient flow on the sum loss for time ``t``.
+
+    With ``K = K_train = V diag(lambda) V^T`` and ``K_* = K_test_train``:
+
+    .. code-block:: text
+
+        f_train(t) = y + exp(-K t) (f0_train - y)
+        f_test(t)  = f0_test + K_* K^{-1} (I - exp(-K t)) (y - f0_train)
+
+    where ``K^{-1}(I - exp(-K t)) = V diag(g) V^T``, ``g = -expm1(-lambda t) / lambda`` on the
+    range of ``K`` and ``g = 0`` on its null space (see the module docstring). At ``t = inf``,
+    ``g = 1/lambda`` on the range (the pseudo-inverse): ``f_test`` is then the minimum-norm
+    kernel interpolant, equal to
+    :func:`ntk_companion.regression.kernel_regression` with ``ridge = 0`` when ``K`` is positive
+    definite, and ``f_train = y`` on the range of ``K``. A singular ``K`` is allowed at every
+    ``t``. (Mean-loss time ``t_mean`` corresponds to ``t = t_mean / n``.)
+
+    Args:
+        K_train: ``(n, n)`` symmetric PSD kernel on the training inputs (e.g. the NTK).
+        y: targets, ``(n,)`` or ``(n, k)``.
+        t: time ``>= 0``: scalar, ``inf`` or a 1-D array of ``T`` times (leading output axis).
+        K_test_train: ``(m, n)`` kernel between test and training inputs, optional.
+        f0_train: outputs at initialization on the training inputs (scalar or shape of ``y``).
+        f0_test: outputs at initialization on the test inputs (scalar or ``(m,)``/``(m, k)``).
+
+    Returns:
+        ``Prediction(train, test)``; ``test`` is ``None`` without ``K_test_train``.
+    """
+    K = _check_kernel(K_train, "K_train")
+    n = K.shape[0]
+    y = _check_targets(y, "y", n, "K_train")
+    f0_train = _check_outputs(f0_train, "f0_train", y.shape)
+    Ks = None
+    if K_test_train is not None:
+        Ks = as_array(K_test_train, "K_test_train")
+        check_rank(Ks, "K_test_train", 2)
+        if Ks.shape[1] != n:
+            raise ValueError(f"K_test_train must have {n} columns (one per training input, as "
+                             f"K_train), got shape {tuple(Ks.shape)}")
+        check_finite(Ks, "K_test_train")
+        f0_test = _check_outputs(f0_test, "f0_test", (Ks.shape[0],) + y.shape[1:])
+    t = check_time(t, "t")
+    lam, V = _spectrum(K.astype(jnp.result_type(K, y, f0_train)), "K_train")
+    train, r0 = _predict_train(lam, V, y, f0_train, t)
+    test = None if Ks is None else _predict_test(lam, V, r0, Ks, f0_test, t)
+    return Prediction(train=train, test=test)
+
+
+def loss_bound(l0: Any, lambda_min: Any, t: Any) -> jax.Array:
+    r"""The bound ``l(t) <= l(0) exp(-2 lambda_min t)`` of gradient flow on the sum loss.
+
+    From ``dl/dt = -r^T H r <= -2 lambda_min(H) l`` (Gronwall). Valid for any
+    ``lambda_min`` not above the smallest eigenvalue of ``H`` along the flow (a negative value
+    is allowed and gives a weaker bound). At ``t = inf`` with ``lambda_min = 0`` it is ``l0``.
+
+    Args:
+        l0: initial loss ``>= 0`` (scalar).
+        lambda_min: lower bound on the smallest eigenvalue of ``H`` (scalar).
+        t: time ``>= 0``: scalar, ``inf`` or 1-D array.
+
+    Returns:
+        ``l0 * exp(-2 lambda_min t)``, with the shape of ``t``.
+    """
+    l0 = check_scalar(l0, "l0", nonnegative=True)
+    lambda_min = check_scalar(lambda_min, "lambda_min")
+    t = check_time(t, "t")
+    return _bound(jnp.asarray(l0, t.dtype), jnp.asarray(lambda_min, t.dtype), t)
+
+
+def train_loss_curve(K_train: Any, y: Any, t: Any, f0_train: Any = 0.0) -> jax.Array:
+    r"""Training loss ``l(t) = 1/2 ||r(t)||^2`` of the linearized model under gradient flow,
+    with ``r(t) = exp(-K t)(f0_train - y)`` (see :func:`residual_flow`).
+
+    Args:
+        K_train: ``(n, n)`` symmetric PSD kernel.
+        y: targets ``(n,)`` or ``(n, k)``.
+        t: time(s) ``>= 0``: scalar, ``inf`` or 1-D array.
+        f0_train: initial outputs (scalar or shape of ``y``).
+
+    Returns:
+        scalar for scalar ``t``, shape ``(T,)`` for 1-D ``t``.
+    """
+    K = _check_kernel(K_train, "K_train")
+    y = _check_targets(y, "y", K.shape[0], "K_train")
+    f0 = _check_outputs(f0_train, "f0_train", y.shape)
+    t = check_time(t, "t")
+    lam, V = _spectrum(K.astype(jnp.result_type(K, y, f0)), "K_train")
+    return _loss_curve(lam, V, y, f0, t)
+
+
+@jax.jit
+def _loss_curve(lam, V, y, f0, t):
+    r = _flow(lam, V, jnp.broadcast_to(f0, y.shape) - y, t)
+    axes = tuple(range(r.ndim - y.ndim, r.ndim))
+    return 0.5 * jnp.sum(r * r, axis=axes)

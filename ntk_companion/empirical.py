@@ -1,0 +1,288 @@
+"""Empirical neural tangent kernel of a scalar-output model at fixed parameters.
+
+With the parameters flattened to ``theta`` in R^P (``jax.flatten_util.ravel_pytree`` order)
+and ``G(X)`` the Jacobian, ``G(X)_ij = d f(x_i; theta) / d theta_j``, the empirical NTK is
+
+    K(x, x') = <grad_theta f(x; theta), grad_theta f(x'; theta)>,
+    K(X1, X2) = G(X1) G(X2)^T  (n1 x n2),     H = K(X, X) = G G^T  (symmetric PSD).
+
+Three ways to compute it (cf. Novak et al. 2022, "Fast finite width neural tangent kernel"):
+
+* ``"jacobian"`` (Jacobian contraction): form ``G(X1)`` and ``G(X2)`` by reverse mode and
+  multiply. With ``block_size = b`` only ``b``-row blocks of the Jacobians are held at a time
+  (memory O(b P)), at the price of recomputing the ``X2`` blocks for every ``X1`` block.
+* ``"ntvp"`` (NTK-vector products): column ``j`` of ``K`` is ``G1 (G2^T e_j)``, a
+  vector-Jacobian product (reverse mode) followed by a Jacobian-vector product (forward mode),
+  vmapped over the basis vectors ``e_j``, over blocks of ``b`` columns; ``G(X1)`` is never
+  formed.
+* ``"auto"``: ``"jacobian"`` when both Jacobians fit the memory budget
+  (``(n1 + n2) P <= 2**24`` numbers), ``"ntvp"`` otherwise.
+
+For ``x2=None`` the result is ``H = K(X1, X1)``, symmetrized exactly (``(K + K^T)/2``).
+:func:`ntk_vp` gives ``H v`` without ever forming ``H`` or ``G``.
+
+``apply_fn(params, x)`` must map a batch ``x`` of shape ``(n, ...)`` to ``n`` scalar outputs
+(shape ``(n,)``, or ``(n, 1)``), each depending on its own input only (no batch statistics),
+which is what makes ``K(x, x')`` a kernel; gradients are computed per input (``vmap`` of
+``grad`` on one-row batches).
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ._utils import static_callable
+from ._validation import (as_array, check_batch, check_callable, check_choice, check_finite,
+                          check_int, check_params, check_rank, check_same_features)
+
+__all__ = ["jacobian", "empirical_ntk", "ntk_vp"]
+
+PyTree = Any
+ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
+
+#: ``"auto"`` forms Jacobians when ``(n1 + n2) * P`` is at most this many numbers
+#: (2**24 float64 numbers are 128 MiB), and otherwise uses NTK-vector products in blocks of
+#: at most this many numbers (``block_size * P``).
+AUTO_MEMORY_BUDGET = 2 ** 24
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _scalar_outputs(apply_fn: ApplyFn, params: PyTree, x: jax.Array) -> jax.Array:
+    """``apply_fn(params, x)`` as a vector of shape ``(n,)``; ``(n, 1)`` is accepted."""
+    out = apply_fn(params, x)
+    shape = tuple(jnp.shape(out))
+    n = x.shape[0]
+    if shape == (n, 1):
+        return out[:, 0]
+    if shape != (n,):
+        raise ValueError(f"apply_fn must return one scalar output per input, shape ({n},), "
+                         f"got shape {shape}; the empirical NTK here is for scalar-output "
+                         f"models (take one output, e.g. lambda p, x: f(p, x)[:, k])")
+    return out
+
+
+def _flat_model(apply_fn: ApplyFn, params: PyTree) -> tuple[jax.Array, Callable, Callable]:
+    """``theta`` (flat), the batch model ``f(theta, x) -> (n,)`` and the one-input model
+    ``f1(theta, x_i) -> scalar`` (``x_i`` without the batch axis)."""
+    flat, unravel = ravel_pytree(params)
+
+    def f(theta: jax.Array, x: jax.Array) -> jax.Array:
+        return _scalar_outputs(apply_fn, unravel(theta), x)
+
+    def f1(theta: jax.Array, xi: jax.Array) -> jax.Array:
+        return f(theta, xi[None])[0]
+
+    return flat, f, f1
+
+
+def _jac_rows(f1: Callable, flat: jax.Array, x: jax.Array) -> jax.Array:
+    # Row i is grad_theta f(x_i): per-example gradients, vmapped (one backward pass per input
+    # instead of one backward pass over the whole batch per output).
+    return jax.vmap(jax.grad(f1), in_axes=(None, 0))(flat, x)
+
+
+@partial(jax.jit, static_argnums=0)
+def _jacobian(apply_fn: ApplyFn, params: PyTree, x: jax.Array) -> jax.Array:
+    flat, _, f1 = _flat_model(apply_fn, params)
+    return _jac_rows(f1, flat, x)
+
+
+def _blocks(x: jax.Array, b: int) -> jax.Array:
+    """The rows of ``x`` as ``ceil(n/b)`` blocks of ``b`` rows, shape ``(nb, b, ...)``; the
+    last block is padded by repeating the last row (the padding is sliced off later)."""
+    n = x.shape[0]
+    nb = -(-n // b)
+    if nb * b > n:
+        x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (nb * b - n, *x.shape[1:]))])
+    return x.reshape(nb, b, *x.shape[1:])
+
+
+def _ntk_jacobian(apply_fn: ApplyFn, params: PyTree, x1: jax.Array, x2: jax.Array | None,
+                  block_size: int | None) -> jax.Array:
+    """Jacobian contraction G1 G2^T, in (block_size x block_size) tiles when blocked."""
+    flat, _, f1 = _flat_model(apply_fn, params)
+    sym = x2 is None
+    x2 = x1 if sym else x2
+    n1, n2 = x1.shape[0], x2.shape[0]
+    if block_size is None or block_size >= max(n1, n2):
+        G1 = _jac_rows(f1, flat, x1)
+        G2 = G1 if sym else _jac_rows(f1, flat, x2)
+        return G1 @ G2.T
+    b = block_size
+    B1, B2 = _blocks(x1, b), _blocks(x2, b)
+    nb1, nb2 = B1.shape[0], B2.shape[0]
+
+    def row_of_tiles(args: tuple[jax.Array, jax.Array]) -> jax.Array:
+        i, xa = args
+        Ga = _jac_rows(f1, flat, xa)                       # only b rows of G1 at a time
+
+        def tile(args2: tuple[jax.Array, jax.Array]) -> jax.Array:
+            j, xb = args2
+            compute = lambda: Ga @ _jac_rows(f1, flat, xb).T  # noqa: E731
+            if not sym:
+                return compute()
+            # symmetric: compute the upper block triangle only, mirror below
+            return jax.lax.cond(j >= i, compute, lambda: jnp.zeros((b, b), flat.dtype))
+
+        return jax.lax.map(tile, (jnp.arange(nb2), B2))  # (nb2, b, b)
+
+    tiles = jax.lax.map(row_of_tiles, (jnp.arange(nb1), B1))    # (nb1, nb2, b, b)
+    K = tiles.transpose(0, 2, 1, 3).reshape(nb1 * b, nb2 * b)
+    if sym:
+        blk = jnp.arange(nb1 * b) // b
+        K = jnp.where(blk[:, None] <= blk[None, :], K, K.T)
+    return K[:n1, :n2]
+
+
+def _ntk_ntvp(apply_fn: ApplyFn, params: PyTree, x1: jax.Array, x2: jax.Array | None,
+              block_size: int | None) -> jax.Array:
+    """NTK-vector products: column j of K is G1 (G2^T e_j) = jvp of f(., x1) along
+    grad_theta f(x2_j); vmapped over the columns of a block of block_size columns."""
+    flat, f, f1 = _flat_model(apply_fn, params)
+    x2 = x1 if x2 is None else x2
+    n2 = x2.shape[0]
+    _, jvp1 = jax.linearize(lambda th: f(th, x1), flat)
+
+    def columns(xb: jax.Array) -> jax.Array:          # (b, ...) -> (n1, b)
+        def column(xj: jax.Array) -> jax.Array:
+            g = jax.grad(f1)(flat, xj)      # G2^T e_j = grad_theta f(x2_j)   in R^P
+            return jvp1(g)                  # G1 G2^T e_j                      in R^{n1}
+        return jax.vmap(column)(xb).T
+
+    if block_size is None or block_size >= n2:
+        return columns(x2)
+    cols = jax.lax.map(columns, _blocks(x2, block_size))   # (nb, n1, b)
+    return cols.transpose(1, 0, 2).reshape(x1.shape[0], -1)[:, :n2]
+
+
+# Methods by name: f(apply_fn, params, x1, x2 or None, block_size) -> K (n1, n2), traceable
+# (they run inside one ``jit``). A new method (e.g. a structured fast path for MLPs) is one
+# entry here plus, if "auto" should pick it, one rule in ``_auto_method``.
+_METHODS: dict[str, Callable[..., jax.Array]] = {
+    "jacobian": _ntk_jacobian,
+    "ntvp": _ntk_ntvp,
+}
+
+
+def _auto_method(apply_fn: ApplyFn, params: PyTree, n1: int, n2: int, P: int,
+                 block_size: int | None) -> tuple[str, int | None]:
+    """The method (and block size) ``"auto"`` uses. Rules are tried in order."""
+    if (n1 + n2) * P <= AUTO_MEMORY_BUDGET:
+        return "jacobian", block_size
+    if block_size is None:
+        block_size = max(1, AUTO_MEMORY_BUDGET // (2 * P))
+    return "ntvp", block_size
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "method", "block_size"))
+def _empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array, x2: jax.Array | None,
+                   method: str, block_size: int | None) -> jax.Array:
+    K = _METHODS[method](apply_fn, params, x1, x2, block_size)
+    if x2 is None:
+        K = 0.5 * (K + K.T)
+    return K
+
+
+def _check_apply_inputs(apply_fn: Any, params: Any, x: Any, name: str) -> jax.Array:
+    check_callable(apply_fn, "apply_fn")
+    check_params(params, "params")
+    x = as_array(x, name)
+    check_batch(x, name)
+    check_finite(x, name)
+    return x
+
+
+# --------------------------------------------------------------------------- public
+
+def jacobian(apply_fn: ApplyFn, params: PyTree, x: jax.Array) -> jax.Array:
+    """Jacobian ``G`` (n x P) of the outputs on a batch, ``G_ij = d f(x_i; theta)/d theta_j``,
+    with the parameters flattened in ``ravel_pytree`` order (see
+    :func:`ntk_companion.flatten`); computed by reverse mode.
+
+    Args:
+        apply_fn: ``apply_fn(params, x)`` -> outputs of shape ``(n,)`` (or ``(n, 1)``).
+        params: parameter pytree.
+        x: inputs, shape ``(n, ...)``.
+    """
+    x = _check_apply_inputs(apply_fn, params, x, "x")
+    return _jacobian(static_callable(apply_fn), params, x)
+
+
+def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
+                  x2: jax.Array | None = None, *, method: str = "auto",
+                  block_size: int | None = None) -> jax.Array:
+    """Empirical NTK ``K(X1, X2) = G(X1) G(X2)^T`` (n1 x n2) at ``params``.
+
+    Args:
+        apply_fn: ``apply_fn(params, x)`` -> outputs of shape ``(n,)`` (or ``(n, 1)``).
+        params: parameter pytree.
+        x1: inputs, shape ``(n1, ...)``.
+        x2: inputs, shape ``(n2, ...)`` with the feature shape of ``x1``; ``None`` means
+            ``x1`` and returns the Gram matrix ``H``, exactly symmetric.
+        method: ``"jacobian"``, ``"ntvp"`` or ``"auto"`` (see the module docstring).
+        block_size: rows of ``x1``/``x2`` (jacobian) or columns (ntvp) processed at a time, to
+            bound memory; ``None`` processes everything at once (``"auto"`` then picks a
+            block size for ``"ntvp"``). Any positive integer works, also one that does not
+            divide ``n``.
+
+    Returns:
+        The kernel matrix, shape ``(n1, n2)``.
+    """
+    x1 = _check_apply_inputs(apply_fn, params, x1, "x1")
+    if x2 is not None:
+        x2 = as_array(x2, "x2")
+        check_batch(x2, "x2")
+        check_finite(x2, "x2")
+        check_same_features(x1, x2)
+    check_choice(method, "method", (*_METHODS, "auto"))
+    if block_size is not None:
+        block_size = check_int(block_size, "block_size", minimum=1)
+    apply_fn = static_callable(apply_fn)
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    if method == "auto":
+        P = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params))
+        method, block_size = _auto_method(apply_fn, params, n1, n2, P, block_size)
+    return _empirical_ntk(apply_fn, params, x1, x2, method, block_size)
+
+
+@partial(jax.jit, static_argnums=0)
+def _ntk_vp(apply_fn: ApplyFn, params: PyTree, x: jax.Array, v: jax.Array) -> jax.Array:
+    flat, f, _ = _flat_model(apply_fn, params)
+    _, vjp = jax.vjp(lambda th: f(th, x), flat)
+    _, jvp = jax.linearize(lambda th: f(th, x), flat)
+
+    def hv(u: jax.Array) -> jax.Array:
+        (g,) = vjp(u.astype(flat.dtype))    # G^T u in R^P
+        return jvp(g)                       # G G^T u
+
+    return hv(v) if v.ndim == 1 else jax.vmap(hv, in_axes=1, out_axes=1)(v)
+
+
+def ntk_vp(apply_fn: ApplyFn, params: PyTree, x: jax.Array, v: jax.Array) -> jax.Array:
+    """NTK-vector product ``H v = G (G^T v)`` with ``H = G(x) G(x)^T``: one vector-Jacobian
+    product (``G^T v``, reverse mode) and one Jacobian-vector product (forward mode); neither
+    ``G`` nor ``H`` is formed.
+
+    Args:
+        apply_fn, params: the model, as in :func:`empirical_ntk`.
+        x: inputs, shape ``(n, ...)``.
+        v: vector of shape ``(n,)``, or ``(n, k)`` for ``k`` vectors at once.
+
+    Returns:
+        ``H v``, the shape of ``v``.
+    """
+    x = _check_apply_inputs(apply_fn, params, x, "x")
+    v = as_array(v, "v")
+    check_rank(v, "v", (1, 2))
+    check_finite(v, "v")
+    if v.shape[0] != x.shape[0]:
+        raise ValueError(f"v must have one entry per input ({x.shape[0]}), got shape "
+                         f"{tuple(v.shape)}")
+    return _ntk_vp(static_callable(apply_fn), params, x, v)

@@ -1,0 +1,272 @@
+"""Fully connected networks (MLPs) with scalar or vector output.
+
+A network with hidden widths ``(m_1, ..., m_L)`` has ``L + 1`` dense layers; every hidden
+dense layer is followed by the activation ``sigma`` and the last (readout) layer is linear:
+
+    a^0 = x,   z^l = dense_l(a^{l-1}),   a^l = sigma(z^l)  (l = 1..L),   f(x) = dense_{L+1}(a^L).
+
+Two parameterizations of a dense layer with fan-in ``n`` are offered.
+
+* NTK parameterization (the default, the one the infinite-width theory uses): the trainable
+  ``W`` and ``b`` are standard normal at initialization and
+
+      z = (W_std / sqrt(n)) a W + b_std b.
+
+* Standard parameterization: ``W ~ N(0, W_std^2 / n)``, ``b ~ N(0, b_std^2)`` and
+
+      z = a W + b.
+
+At initialization both describe the same distribution of functions (for one random key they
+give the *same* function: the standard weights are the NTK weights times
+``W_std / sqrt(n)`` and ``b_std``). They differ in the gradients, hence in the NTK and in the
+training dynamics: in the NTK parameterization the kernel has a finite limit as the widths
+grow with a width-independent learning rate.
+
+Parameters are a list with one dict per dense layer, ``{"W": (fan_in, fan_out), "b":
+(fan_out,)}``; the key ``"b"`` is absent when ``b_std == 0`` (no bias at all).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._validation import (as_array, check_batch, check_choice, check_finite,
+                          check_int, check_scalar)
+
+__all__ = ["MLP", "get_activation"]
+
+Params = list  # list[dict[str, jax.Array]]
+Activation = Union[str, Callable[[jax.Array], jax.Array]]
+
+
+def _relu(x: jax.Array) -> jax.Array:
+    return jnp.maximum(x, 0)
+
+
+def _erf(x: jax.Array) -> jax.Array:
+    return jax.scipy.special.erf(x)
+
+
+def _identity(x: jax.Array) -> jax.Array:
+    return x
+
+
+def _gelu(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=False)
+
+
+# Named activations. The analytic kernels (``analytic.py``) have closed forms for relu, erf and
+# identity and use Gauss-Hermite quadrature for the others.
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": _relu,            # max(x, 0)
+    "erf": _erf,              # error function
+    "tanh": jnp.tanh,
+    "identity": _identity,    # a deep linear network
+    "gelu": _gelu,            # x Phi(x), the exact (not tanh-approximated) GELU
+    "softplus": jax.nn.softplus,  # log(1 + e^x)
+}
+
+
+def get_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
+    """Return the elementwise activation function for a name or a callable.
+
+    Known names: ``"relu"`` (max(x, 0)), ``"erf"``, ``"tanh"``, ``"identity"``, ``"gelu"``
+    (exact, x Phi(x)) and ``"softplus"`` (log(1 + e^x)). A callable is returned unchanged;
+    it must map an array elementwise to an array of the same shape.
+    """
+    if isinstance(activation, str):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known activations are "
+                             f"{sorted(_ACTIVATIONS)} (or pass a callable)")
+        return _ACTIVATIONS[activation]
+    if callable(activation):
+        return activation
+    raise TypeError(f"activation must be a name in {sorted(_ACTIVATIONS)} or a callable, "
+                    f"got {type(activation).__name__}")
+
+
+def _is_key(key: Any) -> bool:
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        return False
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return jnp.ndim(key) == 0
+    return dtype == jnp.uint32 and jnp.shape(key) == (2,)
+
+
+@dataclass(frozen=True)
+class MLP:
+    """A fully connected network ``f(x; theta)``; see the module docstring for the math.
+
+    Attributes:
+        hidden: widths of the hidden layers ``(m_1, ..., m_L)``; ``()`` gives a linear model.
+        activation: name (see :func:`get_activation`) or elementwise callable.
+        W_std: weight scale ``sigma_w > 0``.
+        b_std: bias scale ``sigma_b >= 0``; ``0`` means the network has no biases.
+        parameterization: ``"ntk"`` or ``"standard"``.
+        out_dim: number of outputs; ``apply`` returns shape ``(n,)`` when it is 1.
+
+    The instance is immutable and hashable, so ``model.apply`` can be passed to ``jax.jit``
+    as a static argument.
+    """
+
+    hidden: tuple[int, ...] = (512, 512)
+    activation: Activation = "relu"
+    W_std: float = 1.0
+    b_std: float = 0.0
+    parameterization: str = "ntk"
+    out_dim: int = 1
+
+    def __post_init__(self) -> None:
+        hidden = self.hidden
+        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+            raise TypeError(f"hidden must be a tuple of layer widths, e.g. ({int(hidden)},), "
+                            f"got the integer {int(hidden)}")
+        try:
+            hidden = tuple(hidden)
+        except TypeError as err:
+            raise TypeError(f"hidden must be a tuple of positive integers, got "
+                            f"{type(self.hidden).__name__}") from err
+        hidden = tuple(check_int(m, "hidden", minimum=1) for m in hidden)
+        object.__setattr__(self, "hidden", hidden)
+        get_activation(self.activation)  # validates the name
+        object.__setattr__(self, "W_std", check_scalar(self.W_std, "W_std", positive=True))
+        object.__setattr__(self, "b_std", check_scalar(self.b_std, "b_std", nonnegative=True))
+        check_choice(self.parameterization, "parameterization", ("ntk", "standard"))
+        object.__setattr__(self, "out_dim", check_int(self.out_dim, "out_dim", minimum=1))
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def depth(self) -> int:
+        """Number of hidden layers ``L`` (= ``len(hidden)``)."""
+        return len(self.hidden)
+
+    @property
+    def has_bias(self) -> bool:
+        """Whether the dense layers carry a bias (``b_std > 0``)."""
+        return self.b_std > 0
+
+    def _widths(self, d_in: int) -> tuple[int, ...]:
+        return (d_in, *self.hidden, self.out_dim)
+
+    def num_params(self, d_in: int) -> int:
+        """Number of trainable parameters ``P`` for input dimension ``d_in``:
+        sum over layers of ``fan_in * fan_out`` (+ ``fan_out`` with biases)."""
+        d_in = check_int(d_in, "d_in", minimum=1)
+        w = self._widths(d_in)
+        bias = 1 if self.has_bias else 0
+        return sum(w[i] * w[i + 1] + bias * w[i + 1] for i in range(len(w) - 1))
+
+    # ------------------------------------------------------------------ init / apply
+    def init(self, key: jax.Array, d_in: int, dtype: Any = None) -> Params:
+        """Draw initial parameters for inputs of dimension ``d_in``.
+
+        NTK parameterization: every ``W`` and ``b`` entry is N(0, 1).
+        Standard parameterization: ``W ~ N(0, W_std^2 / fan_in)``, ``b ~ N(0, b_std^2)``,
+        drawn as the same standard normals rescaled, so one key gives the same function in
+        both parameterizations.
+
+        Args:
+            key: a ``jax.random`` key.
+            d_in: input dimension.
+            dtype: floating dtype of the parameters; default float64 when x64 is enabled,
+                else float32.
+        """
+        if not _is_key(key):
+            raise TypeError(f"key must be a jax.random key (jax.random.key(seed) or "
+                            f"jax.random.PRNGKey(seed)), got {type(key).__name__}")
+        d_in = check_int(d_in, "d_in", minimum=1)
+        if dtype is None:
+            dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+        elif not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        return _init(self, key, d_in, np.dtype(dtype))
+
+    def _check_params(self, params: Any, d_in: int) -> None:
+        if not isinstance(params, (list, tuple)):
+            raise TypeError(f"params must be the list of layer dicts returned by MLP.init, "
+                            f"got {type(params).__name__}")
+        if len(params) != self.depth + 1:
+            raise ValueError(f"params must hold {self.depth + 1} layers for hidden="
+                             f"{self.hidden}, got {len(params)}")
+        widths = self._widths(d_in)
+        for i, layer in enumerate(params):
+            if not isinstance(layer, dict) or "W" not in layer:
+                raise TypeError(f"params[{i}] must be a dict with key 'W'")
+            want = (widths[i], widths[i + 1])
+            if tuple(jnp.shape(layer["W"])) != want:
+                if i == 0 and jnp.ndim(layer["W"]) == 2 and jnp.shape(layer["W"])[1] == want[1]:
+                    raise ValueError(f"x has {d_in} features but params expect "
+                                     f"{jnp.shape(layer['W'])[0]} (params[0]['W'] has shape "
+                                     f"{tuple(jnp.shape(layer['W']))})")
+                raise ValueError(f"params[{i}]['W'] must have shape {want}, got "
+                                 f"{tuple(jnp.shape(layer['W']))}")
+            if ("b" in layer) != self.has_bias:
+                what = "needs a bias 'b' (b_std > 0)" if self.has_bias else \
+                    "must not have a bias 'b' (b_std == 0)"
+                raise ValueError(f"params[{i}] {what}")
+            if self.has_bias and tuple(jnp.shape(layer["b"])) != (want[1],):
+                raise ValueError(f"params[{i}]['b'] must have shape {(want[1],)}, got "
+                                 f"{tuple(jnp.shape(layer['b']))}")
+
+    def apply(self, params: Params, x: jax.Array) -> jax.Array:
+        """Evaluate the network on a batch ``x`` of shape ``(n, d_in)``.
+
+        Returns ``f(x_i; theta)`` for every row: shape ``(n,)`` when ``out_dim == 1``, else
+        ``(n, out_dim)``. Each dense layer computes
+        ``z = (W_std/sqrt(fan_in)) a W + b_std b`` (NTK) or ``z = a W + b`` (standard).
+        """
+        x = as_array(x, "x")
+        check_batch(x, "x")
+        if x.ndim != 2:
+            raise ValueError(f"x must be 2-D of shape (n, d_in), got shape {tuple(x.shape)}")
+        check_finite(x, "x")
+        self._check_params(params, x.shape[1])
+        return _forward(self, params, x)
+
+
+# The computations behind ``MLP.init`` / ``MLP.apply``. ``_init`` runs eagerly (the random
+# draws compile once per shape and are shared by all models; compiling a whole init per model
+# costs more); ``_forward`` is compiled once per model and input shape (the model is a
+# hashable static argument) and is inlined inside an outer ``jit``.
+
+def _init(model: MLP, key: jax.Array, d_in: int, dtype: np.dtype) -> Params:
+    widths = model._widths(d_in)
+    keys = jax.random.split(key, 2 * (len(widths) - 1))
+    params: Params = []
+    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        W = jax.random.normal(keys[2 * i], (fan_in, fan_out), dtype)
+        b = jax.random.normal(keys[2 * i + 1], (fan_out,), dtype)
+        if model.parameterization == "standard":
+            W = W * (model.W_std / math.sqrt(fan_in))
+            b = b * model.b_std
+        layer = {"W": W}
+        if model.has_bias:
+            layer["b"] = b
+        params.append(layer)
+    return params
+
+
+@partial(jax.jit, static_argnums=0)
+def _forward(model: MLP, params: Params, x: jax.Array) -> jax.Array:
+    sigma = get_activation(model.activation)
+    ntk = model.parameterization == "ntk"
+    a = x
+    for i, layer in enumerate(params):
+        W = layer["W"]
+        if ntk:
+            z = (model.W_std / math.sqrt(W.shape[0])) * (a @ W)
+            if "b" in layer:
+                z = z + model.b_std * layer["b"]
+        else:
+            z = a @ W
+            if "b" in layer:
+                z = z + layer["b"]
+        a = sigma(z) if i < model.depth else z
+    return a[:, 0] if model.out_dim == 1 else a

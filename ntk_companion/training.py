@@ -1,0 +1,246 @@
+"""Training: gradient flow (integrated with RK4) and gradient descent on pytrees.
+
+* :func:`rk4` integrates an autonomous ODE ``dy/dt = F(y)`` with the classical fourth-order
+  Runge-Kutta method and a fixed step ``h = t / steps``:
+
+      k1 = F(y),  k2 = F(y + h/2 k1),  k3 = F(y + h/2 k2),  k4 = F(y + h k3),
+      y <- y + h/6 (k1 + 2 k2 + 2 k3 + k4);
+
+  the global error is O(h^4).
+* :func:`gradient_flow` solves ``d theta/dt = -grad l(theta)`` with :func:`rk4`.
+* :func:`gradient_descent` iterates ``theta_{k+1} = theta_k - lr grad l(theta_k)``; after ``k``
+  steps it approximates gradient flow at time ``t = k lr`` with an O(lr) error.
+
+With the sum loss ``l = 1/2 ||f(X) - y||^2`` of the course the residual obeys
+``dr/dt = -H r``; libraries that use the mean loss ``||r||^2/(2n)`` run on ``t_mean = n t``.
+
+All three run a ``jax.lax.scan`` compiled with ``jax.jit`` (``steps`` and ``save_every`` are
+static). Instead of storing the whole trajectory they evaluate ``observe(state)`` at the saved
+times ``0, save_every h, 2 save_every h, ..., t`` and stack the results, so that training a
+wide network never keeps copies of its parameters unless asked to.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from ._validation import (as_array, check_callable, check_finite, check_int, check_params,
+                          check_scalar)
+from ._utils import static_callable as _static
+from .losses import square_loss
+
+__all__ = ["rk4", "gradient_flow", "gradient_descent", "square_loss_fn"]
+
+PyTree = Any
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _identity(y: PyTree) -> PyTree:
+    return y
+
+
+class _NegGrad:
+    """The vector field ``theta -> -grad loss_fn(theta)``, hashable by ``loss_fn`` so that
+    repeated calls with the same loss reuse the compiled scan."""
+
+    def __init__(self, loss_fn: Callable) -> None:
+        self.loss_fn = loss_fn
+
+    def __call__(self, params: PyTree) -> PyTree:
+        return jax.tree_util.tree_map(jnp.negative, jax.grad(self.loss_fn)(params))
+
+    def __hash__(self) -> int:
+        return hash((_NegGrad, self.loss_fn))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _NegGrad) and other.loss_fn == self.loss_fn
+
+
+def _check_state(y0: PyTree, name: str) -> PyTree:
+    leaves, treedef = jax.tree_util.tree_flatten(y0)
+    if not leaves:
+        raise ValueError(f"{name} must be a non-empty pytree of arrays")
+    leaves = [as_array(leaf, name) for leaf in leaves]
+    for leaf in leaves:
+        check_finite(leaf, name)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _check_steps(steps: Any, save_every: Any) -> tuple[int, int]:
+    steps = check_int(steps, "steps", minimum=1)
+    save_every = check_int(save_every, "save_every", minimum=1)
+    if steps % save_every:
+        raise ValueError(f"steps ({steps}) must be a multiple of save_every ({save_every})")
+    return steps, save_every
+
+
+def _stack_first(first: PyTree, rest: PyTree) -> PyTree:
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b], axis=0), first, rest)
+
+
+def _state_dtype(y: PyTree) -> Any:
+    return jnp.result_type(*jax.tree_util.tree_leaves(y))
+
+
+# --------------------------------------------------------------------------- rk4
+
+def _rk4_step(vector_field: Callable, y: PyTree, h: jax.Array) -> PyTree:
+    axpy = lambda a, x, y_: jax.tree_util.tree_map(lambda u, v: (u + a * v).astype(u.dtype), y_, x)
+    k1 = vector_field(y)
+    k2 = vector_field(axpy(h / 2, k1, y))
+    k3 = vector_field(axpy(h / 2, k2, y))
+    k4 = vector_field(axpy(h, k3, y))
+    incr = jax.tree_util.tree_map(lambda a, b, c, d: a + 2 * b + 2 * c + d, k1, k2, k3, k4)
+    return axpy(h / 6, incr, y)
+
+
+@partial(jax.jit, static_argnames=("vector_field", "observe", "steps", "save_every"))
+def _rk4_scan(vector_field: Callable, observe: Callable, y0: PyTree, t: jax.Array, *,
+              steps: int, save_every: int) -> tuple[PyTree, PyTree]:
+    h = (t / steps).astype(_state_dtype(y0))
+
+    def inner(y, _):
+        return _rk4_step(vector_field, y, h), None
+
+    def outer(y, _):
+        y, _ = jax.lax.scan(inner, y, None, length=save_every)
+        return y, observe(y)
+
+    yT, obs = jax.lax.scan(outer, y0, None, length=steps // save_every)
+    return yT, _stack_first(observe(y0), obs)
+
+
+def rk4(vector_field: Callable[[PyTree], PyTree], y0: PyTree, *, t: float, steps: int,
+        save_every: int = 1, observe: Callable[[PyTree], PyTree] | None = None
+        ) -> tuple[PyTree, jax.Array, PyTree]:
+    """Integrate ``dy/dt = vector_field(y)`` from ``y(0) = y0`` to time ``t`` with classical
+    RK4 and the fixed step ``h = t / steps`` (global error O(h^4)).
+
+    Args:
+        vector_field: ``F(y)`` returning a pytree shaped like ``y`` (autonomous).
+        y0: initial state, any pytree of floating arrays.
+        t: final time, finite and >= 0.
+        steps: number of RK4 steps (static: a new value recompiles).
+        save_every: observe every ``save_every`` steps; ``steps`` must be a multiple of it.
+        observe: ``observe(y)`` -> pytree recorded at the saved times; default the state.
+
+    Returns:
+        ``(y_T, ts, observations)``: the state at ``t``; the saved times
+        ``ts = [0, save_every h, ..., t]`` (``steps // save_every + 1`` of them); and the
+        observations stacked along a new leading axis of that length.
+    """
+    check_callable(vector_field, "vector_field")
+    y0 = _check_state(y0, "y0")
+    t = check_scalar(t, "t", nonnegative=True)
+    steps, save_every = _check_steps(steps, save_every)
+    if observe is None:
+        observe = _identity
+    check_callable(observe, "observe")
+    dtype = _state_dtype(y0)
+    t_arr = jnp.asarray(t, dtype=dtype)
+    yT, obs = _rk4_scan(_static(vector_field), _static(observe), y0, t_arr,
+                        steps=steps, save_every=save_every)
+    ts = t_arr * (jnp.arange(steps // save_every + 1, dtype=dtype) * (save_every / steps))
+    return yT, ts, obs
+
+
+# --------------------------------------------------------------------------- training
+
+def gradient_flow(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, t: float,
+                  steps: int, save_every: int = 1,
+                  observe: Callable[[PyTree], PyTree] | None = None
+                  ) -> tuple[PyTree, jax.Array, PyTree]:
+    """Gradient flow ``d theta/dt = -grad loss_fn(theta)`` from ``params`` to time ``t``,
+    integrated by :func:`rk4` with ``steps`` steps of size ``h = t / steps``.
+
+    Args:
+        loss_fn: ``loss_fn(params)`` -> scalar loss, e.g. :func:`square_loss_fn`.
+        params: initial parameters ``theta(0)`` (a pytree of floating arrays).
+        t, steps, save_every: as in :func:`rk4`.
+        observe: ``observe(params)`` -> pytree recorded at the saved times; default the loss.
+
+    Returns:
+        ``(params_T, ts, observations)`` as in :func:`rk4`.
+    """
+    check_callable(loss_fn, "loss_fn")
+    check_params(params, "params")
+    if observe is None:
+        observe = loss_fn
+    check_callable(observe, "observe")
+    return rk4(_NegGrad(_static(loss_fn)), params, t=t, steps=steps, save_every=save_every,
+               observe=observe)
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "observe", "steps", "save_every"))
+def _gd_scan(loss_fn: Callable, observe: Callable, params: PyTree, lr: jax.Array, *,
+             steps: int, save_every: int) -> tuple[PyTree, PyTree]:
+    grad_fn = jax.grad(loss_fn)
+
+    def inner(p, _):
+        g = grad_fn(p)
+        return jax.tree_util.tree_map(lambda a, b: a - lr.astype(a.dtype) * b, p, g), None
+
+    def outer(p, _):
+        p, _ = jax.lax.scan(inner, p, None, length=save_every)
+        return p, observe(p)
+
+    pT, obs = jax.lax.scan(outer, params, None, length=steps // save_every)
+    return pT, _stack_first(observe(params), obs)
+
+
+def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, lr: float,
+                     steps: int, save_every: int = 1,
+                     observe: Callable[[PyTree], PyTree] | None = None
+                     ) -> tuple[PyTree, jax.Array, PyTree]:
+    """Full-batch gradient descent ``theta_{k+1} = theta_k - lr grad loss_fn(theta_k)``.
+
+    After ``k`` steps the iterate approximates gradient flow at time ``t = k lr`` (error
+    O(lr) for smooth losses).
+
+    Args:
+        loss_fn: ``loss_fn(params)`` -> scalar loss.
+        params: initial parameters ``theta_0``.
+        lr: step size ``eta > 0``.
+        steps: number of steps (static); ``save_every`` must divide it.
+        observe: ``observe(params)`` -> pytree recorded at the saved steps; default the loss.
+
+    Returns:
+        ``(params_T, ks, observations)``: final parameters, the saved step indices
+        ``ks = [0, save_every, ..., steps]`` (times ``ks * lr``), and the stacked observations.
+    """
+    check_callable(loss_fn, "loss_fn")
+    check_params(params, "params")
+    lr = check_scalar(lr, "lr", positive=True)
+    steps, save_every = _check_steps(steps, save_every)
+    if observe is None:
+        observe = loss_fn
+    check_callable(observe, "observe")
+    lr_arr = jnp.asarray(lr, dtype=_state_dtype(params))
+    pT, obs = _gd_scan(_static(loss_fn), _static(observe), params, lr_arr,
+                       steps=steps, save_every=save_every)
+    ks = jnp.arange(0, steps + 1, save_every)
+    return pT, ks, obs
+
+
+def square_loss_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], x: jax.Array,
+                   y: jax.Array) -> Callable[[PyTree], jax.Array]:
+    """Return ``loss_fn(params) = 1/2 sum_i (apply_fn(params, x)_i - y_i)^2`` for fixed data,
+    ready for :func:`gradient_flow` / :func:`gradient_descent`.
+
+    ``x`` and ``y`` are validated once, here (feature dimension checked at the first call).
+    """
+    check_callable(apply_fn, "apply_fn")
+    x = as_array(x, "x")
+    check_finite(x, "x")
+    y = as_array(y, "y")
+    check_finite(y, "y")
+
+    def loss_fn(params: PyTree) -> jax.Array:
+        return square_loss(apply_fn, params, x, y)
+
+    return loss_fn

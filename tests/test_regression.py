@@ -1,0 +1,83 @@
+"""Kernel (ridge) regression by Cholesky solve."""
+import jax
+import numpy as np
+import pytest
+
+from ntk_companion.regression import kernel_regression
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    phi = rng.normal(size=(7, 12)) / np.sqrt(12)
+    phi_s = rng.normal(size=(3, 12)) / np.sqrt(12)
+    return dict(K=phi @ phi.T, Ks=phi_s @ phi.T, y=rng.normal(size=7),
+                Y=rng.normal(size=(7, 2)))
+
+
+@pytest.mark.parametrize("ridge", [0.0, 1e-3, 0.5])
+def test_matches_dense_solve(data, ridge):
+    K, Ks, y, Y = data["K"], data["Ks"], data["y"], data["Y"]
+    A = K + ridge * np.eye(7)
+    np.testing.assert_allclose(kernel_regression(K, y, Ks, ridge=ridge),
+                               Ks @ np.linalg.solve(A, y), rtol=1e-10, atol=1e-12)
+    got = kernel_regression(K, Y, Ks, ridge)
+    assert got.shape == (3, 2)
+    np.testing.assert_allclose(got, Ks @ np.linalg.solve(A, Y), rtol=1e-10, atol=1e-12)
+
+
+def test_interpolates_without_ridge_and_shrinks_with_ridge(data):
+    K, y = data["K"], data["y"]
+    np.testing.assert_allclose(kernel_regression(K, y, K), y, rtol=1e-10, atol=1e-12)
+    fit = kernel_regression(K, y, K, ridge=10.0)
+    assert np.linalg.norm(fit) < np.linalg.norm(y)
+    # huge ridge: K y / ridge
+    np.testing.assert_allclose(kernel_regression(K, y, K, ridge=1e8), K @ y / 1e8, rtol=1e-6)
+
+
+def test_jit_and_dtype(data):
+    K, Ks, y = data["K"], data["Ks"], data["y"]
+    jitted = jax.jit(kernel_regression)
+    np.testing.assert_allclose(jitted(K, y, Ks, 0.1), kernel_regression(K, y, Ks, 0.1),
+                               rtol=1e-12)
+    out = kernel_regression(K.astype(np.float32), y.astype(np.float32), Ks.astype(np.float32))
+    assert out.dtype == np.float32
+
+
+def test_not_positive_definite(data):
+    K, y = data["K"], data["y"]
+    with pytest.raises(ValueError, match="not positive definite.*positive ridge"):
+        kernel_regression(K - 2 * np.linalg.eigvalsh(K).max() * np.eye(7), y, K)
+    # singular: duplicated inputs, and a low-rank kernel
+    phi = np.random.default_rng(1).normal(size=(5, 8))
+    phi[3] = phi[0]
+    Kd = phi @ phi.T
+    with pytest.raises(ValueError, match="not positive definite"):
+        kernel_regression(Kd, np.ones(5), Kd)
+    low = phi[:, :2] @ phi[:, :2].T
+    with pytest.raises(ValueError, match="not positive definite"):
+        kernel_regression(low, np.ones(5), low)
+    # the suggested remedy works
+    assert np.all(np.isfinite(kernel_regression(Kd, np.ones(5), Kd, ridge=1e-6)))
+
+
+def test_bad_input(data):
+    K, Ks, y = data["K"], data["Ks"], data["y"]
+    with pytest.raises(ValueError, match="K_train must be a square matrix"):
+        kernel_regression(K[:5], y, Ks)
+    with pytest.raises(ValueError, match="K_train must be symmetric"):
+        kernel_regression(K + np.triu(np.ones((7, 7)), 1), y, Ks)
+    with pytest.raises(ValueError, match="y must have 7 rows"):
+        kernel_regression(K, y[:6], Ks)
+    with pytest.raises(ValueError, match="K_test_train must have 7 columns"):
+        kernel_regression(K, y, Ks.T)
+    with pytest.raises(ValueError, match="K_test_train must be 2-D"):
+        kernel_regression(K, y, Ks[0])
+    with pytest.raises(ValueError, match="ridge must be >= 0"):
+        kernel_regression(K, y, Ks, ridge=-1e-3)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        kernel_regression(K, np.full(7, np.nan), Ks)
+    with pytest.raises(ValueError, match="K_test_train contains NaN"):
+        kernel_regression(K, y, np.full((3, 7), np.inf))
+    with pytest.raises(TypeError, match="K_train must be an array"):
+        kernel_regression("K", y, Ks)
