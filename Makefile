@@ -2,7 +2,8 @@
 #
 #   make book       build the HTML book into _build/html (creates .venv if needed)
 #   make test       everything CI checks: unit tests, nbval on every chapter,
-#                   md/ipynb pair check, dependency check, strict book build
+#                   md/ipynb pair check, dependency check, strict book build,
+#                   every page opened in headless Chromium (make browser-test)
 #   make notebooks  re-execute every chapter and refresh its stored outputs
 #   make notebook NB=book/03_convergence.md   the same for one chapter
 #
@@ -11,7 +12,7 @@
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help env book book-strict test unit nbval notebooks notebook lock clean bench
+.PHONY: help env mathjax book book-strict browser-test test unit nbval notebooks notebook lock clean bench
 
 LOCK := requirements.lock
 export JAX_PLATFORMS := cpu
@@ -32,8 +33,13 @@ CHAPTERS  := $(sort $(wildcard book/[0-9][0-9]_*.md))
 NOTEBOOKS := $(CHAPTERS:.md=.ipynb)
 PYTEST    := $(PY) -m pytest -p no:cacheprovider
 
+# MathJax 3 for offline math, from the npm registry (not committed; see _config.yml).
+MATHJAX_VERSION := 3.2.2
+MATHJAX_DIR     := _build/mathjax
+MATHJAX_STAMP   := $(MATHJAX_DIR)/static/mathjax/.installed-$(MATHJAX_VERSION)
+
 help:
-	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
 
 env: $(ENV_STAMP)
 
@@ -46,16 +52,37 @@ env: $(ENV_STAMP)
 # An active environment: install what is missing, never create a second one.
 .PHONY: .env-check
 .env-check:
-	@$(PY) -c "import ntk_companion, jupyter_book, nbval, jupytext, hypothesis, xdist" 2>/dev/null || \
+	@$(PY) -c "import ntk_companion, jupyter_book, nbval, jupytext, hypothesis, xdist, playwright" 2>/dev/null || \
 	  $(PY) -m pip install --quiet -c $(LOCK) -e ".[book,test]"
 
-book: env
+# MathJax's es5 bundle into _build/mathjax/static/mathjax/, which Sphinx copies to
+# _build/html/_static/mathjax/ (html_static_path in _config.yml).
+mathjax: $(MATHJAX_STAMP)
+
+$(MATHJAX_STAMP):
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to fetch MathJax for the book" >&2; exit 1; }
+	rm -rf $(MATHJAX_DIR)
+	npm install --prefix $(MATHJAX_DIR)/npm --no-save --no-package-lock --no-audit --no-fund \
+	  --loglevel=error mathjax@$(MATHJAX_VERSION)
+	mkdir -p $(MATHJAX_DIR)/static/mathjax
+	cp -R $(MATHJAX_DIR)/npm/node_modules/mathjax/es5 $(MATHJAX_DIR)/npm/node_modules/mathjax/LICENSE \
+	  $(MATHJAX_DIR)/static/mathjax/
+	rm -rf $(MATHJAX_DIR)/npm
+	@touch $@
+
+book: env mathjax
 	$(JB) build . --quiet
 	@echo "Open file://$(CURDIR)/_build/html/index.html"
 
-book-strict: env
+book-strict: env mathjax
 	rm -rf _build/html _build/.doctrees
 	$(JB) build . --warningiserror --nitpick --keep-going --quiet
+
+# Every page of the TOC in headless Chromium (/usr/bin/chromium, Debian's package): math
+# typeset, images loaded, internal links and anchors resolve, no console errors.
+# Screenshots go to _build/screenshots/. Needs a built book (make book or book-strict).
+browser-test: env
+	$(PYTEST) -q --tb=short --confcutdir=tests/browser tests/browser
 
 unit: env
 	$(PYTEST) -q -n 2 --dist loadfile tests
@@ -69,6 +96,7 @@ test: env
 	$(PYTEST) -q -n 2 --dist loadfile tests \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 	$(MAKE) --no-print-directory book-strict
+	$(MAKE) --no-print-directory browser-test
 	@$(PY) tests/tree_state.py check
 
 notebooks: env

@@ -1,0 +1,342 @@
+"""Every page of the book, opened in headless Chromium as a reader would.
+
+For each page listed in ``_toc.yml`` (served from ``_build/html`` on localhost):
+
+- it loads with no console error, no failed or 4xx/5xx request, and no request leaving the
+  machine (MathJax and everything else come from the build);
+- MathJax has typeset every math element (an ``mjx-container`` in each), there is math
+  wherever the source has some, and no ``mjx-merror``;
+- every image has loaded (``naturalWidth > 0``);
+- every internal link resolves (HTTP 200) and every anchor exists on its target page;
+- the theorem-like blocks (``{prf:...}``), exercises and solutions of the source are all
+  rendered, each dropdown solution with its toggle button;
+- chapters built from notebooks have Colab and Binder launch links and a .ipynb download.
+
+A screenshot of each page is saved in ``_build/screenshots/``. Two pages are also opened from
+disk (``file://``) with the network cut off, as a reader of a downloaded build would.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import pathlib
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+TIMEOUT_MS = 60_000
+# Screenshots show the top of each page (1280 x 900); BROWSER_FULL_PAGE=1 takes whole pages.
+FULL_PAGE = bool(os.environ.get("BROWSER_FULL_PAGE"))
+
+
+def _toc_files(node) -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "root"):
+                found.append(value)
+            else:
+                found.extend(_toc_files(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_toc_files(item))
+    return found
+
+
+PAGES = _toc_files(TOC)
+
+
+# --------------------------------------------------------------------------- the sources
+
+FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*(\S*)")
+CODE_INFO = re.compile(r"^(\{code-cell\}.*|[A-Za-z0-9_+.-]*)$")   # code, not a directive
+INLINE_CODE = re.compile(r"(?<![}`])(`+)[^`\n]+\1")      # not a role's {name}`target`
+DIRECTIVE = re.compile(r"^\s*(?:`{3,}|:{3,})\s*\{(prf:[a-z]+|exercise|solution)(?:-start)?\}",
+                       re.M)
+MATH = re.compile(r"\$[^$\n]+\$|\$\$|\\begin\{|\{math\}`")
+
+
+def source_path(doc: str) -> pathlib.Path:
+    md = ROOT / f"{doc}.md"
+    return md if md.exists() else ROOT / f"{doc}.ipynb"
+
+
+def markdown_text(doc: str) -> str:
+    """The prose of a page's source: markdown without code blocks or inline code.
+    Directive fences (```{name}) are kept with their content; code fences (```{code-cell},
+    ```python, bare ```) are dropped."""
+    path = source_path(doc)
+    if path.suffix == ".ipynb":
+        nb = nbformat.read(path, as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    else:
+        text = path.read_text()
+    kept: list[str] = []
+    stack: list[tuple[str, bool]] = []          # open fences: (fence, is_code)
+    for line in text.splitlines():
+        m = FENCE.match(line)
+        if m:
+            fence, info = m.group(1), m.group(2)
+            if (stack and not info and fence[0] == stack[-1][0][0]
+                    and len(fence) >= len(stack[-1][0])):
+                stack.pop()                         # a closing fence
+                continue
+            if not (stack and stack[-1][1]):        # an opening fence, unless inside code
+                stack.append((fence, bool(CODE_INFO.match(info))))
+                if not stack[-1][1]:
+                    kept.append(line)
+                continue
+        if stack and stack[-1][1]:
+            continue
+        kept.append(INLINE_CODE.sub("", line))
+    return "\n".join(kept)
+
+
+def expected_blocks(doc: str) -> collections.Counter:
+    return collections.Counter(DIRECTIVE.findall(markdown_text(doc)))
+
+
+def is_notebook_page(doc: str) -> bool:
+    return (ROOT / f"{doc}.ipynb").exists()
+
+
+# --------------------------------------------------------------------------- the browser
+
+# One evaluate call gathers everything from the rendered page.
+PAGE_REPORT_JS = """
+async () => {
+  const q = s => [...document.querySelectorAll(s)];
+  await Promise.all(q('img').map(img => img.complete ? null : new Promise(r => {
+    img.addEventListener('load', r); img.addEventListener('error', r);
+  })));
+  return {
+    mathjaxScripts: q('script[src*="mathjax"]').map(s => s.getAttribute('src')),
+    mathElements: q('.math').length,
+    unrendered: q('.math').filter(e => !e.querySelector('mjx-container'))
+                           .map(e => e.textContent.slice(0, 80)),
+    mjx: q('mjx-container').length,
+    merrors: q('mjx-merror').map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 80)),
+    images: q('img').length,
+    brokenImages: q('img').filter(i => !(i.complete && i.naturalWidth > 0))
+                          .map(i => i.getAttribute('src')),
+    links: q('a[href], link[href]').map(a => a.href),
+    ids: q('[id]').map(e => e.id).concat(q('a[name]').map(e => e.getAttribute('name'))),
+    proofs: q('div.proof').map(e => [...e.classList]),
+    exercises: q('div.exercise').length,
+    solutions: q('div.solution').map(e => ({
+      dropdown: e.classList.contains('dropdown'),
+      toggle: e.querySelector('button.toggle-button') !== null,
+    })),
+  };
+}
+"""
+
+PRF_KINDS = {"theorem", "lemma", "proposition", "definition", "corollary", "algorithm",
+             "remark", "conjecture", "criterion", "example", "property", "observation",
+             "assumption", "notation", "axiom"}
+
+
+class PageSession:
+    """A browser page that records console errors, failed requests and any request that
+    would leave ``allowed`` (a URL prefix)."""
+
+    def __init__(self, browser, allowed: str):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        self.failed: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(
+            f"console: {m.text} ({m.location.get('url', '')})"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.on("requestfailed", lambda r: r.url.startswith(allowed) and self.failed.append(
+            f"{r.url}: {r.failure}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.failed.append(
+            f"{r.url}: HTTP {r.status}"))
+
+        def refuse(route):
+            self.external.append(route.request.url)
+            route.abort()
+
+        # only requests that would leave `allowed` are intercepted (and refused)
+        local = "|".join(re.escape(p) for p in (allowed, "data:", "blob:", "about:"))
+        self.context.route(re.compile(f"^(?!{local})"), refuse)
+
+    def open(self, url: str) -> dict:
+        self.page.goto(url, wait_until="load")
+        return self.report()
+
+    def report(self) -> dict:
+        """Wait for MathJax to finish typesetting, then gather the page report."""
+        # MathJax's script is deferred: after the load event it has run, if it could be
+        # loaded at all (if not, the report shows the failed request and no typeset math).
+        self.page.evaluate("""() => (window.MathJax && MathJax.startup && MathJax.startup.promise)
+                                     ? MathJax.startup.promise.then(() => true) : false""")
+        return self.page.evaluate(PAGE_REPORT_JS)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+class LinkChecker:
+    """HTTP status and element ids of local pages, fetched once each."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple[int, set[str]]] = {}
+
+    def get(self, url: str) -> tuple[int, set[str]]:
+        if url not in self.cache:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as resp:
+                    status, body = resp.status, resp.read()
+            except urllib.error.HTTPError as err:
+                status, body = err.code, b""
+            ids: set[str] = set()
+            if url.endswith((".html", "/")):
+                text = body.decode("utf-8", "replace")
+                ids = set(re.findall(r'\bid="([^"]+)"', text)) | set(
+                    re.findall(r'<a\b[^>]*\bname="([^"]+)"', text))
+            self.cache[url] = (status, ids)
+        return self.cache[url]
+
+
+@pytest.fixture(scope="module")
+def links() -> LinkChecker:
+    return LinkChecker()
+
+
+def _launch_urls(doc: str) -> list[str]:
+    repo = CONFIG["repository"]["url"].rstrip("/")
+    branch = CONFIG["repository"].get("branch", "main")
+    org_repo = "/".join(repo.split("/")[-2:])
+    launch = CONFIG["launch_buttons"]
+    ui = {"classic": "tree", "jupyterlab": "lab/tree"}[launch.get("notebook_interface", "classic")]
+    return [
+        f"{launch['colab_url'].rstrip('/')}/github/{org_repo}/blob/{branch}/{doc}.ipynb",
+        f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{org_repo}/{branch}?urlpath={ui}/{doc}.ipynb",
+    ]
+
+
+# --------------------------------------------------------------------------- the tests
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_page(doc: str, browser, server: str, site: pathlib.Path, screenshots: pathlib.Path,
+              links: LinkChecker):
+    html = site / f"{doc}.html"
+    assert html.is_file(), f"{doc} is in _toc.yml but {html} was not built"
+    url = f"{server}{doc}.html"
+    session = PageSession(browser, allowed=server)
+    try:
+        report = session.open(url)
+        session.page.screenshot(path=str(screenshots / f"{doc.replace('/', '_')}.png"),
+                                full_page=FULL_PAGE)
+    finally:
+        session.close()
+    problems: list[str] = []
+
+    # loading
+    problems += session.errors
+    problems += [f"failed request {f}" for f in session.failed]
+    problems += [f"request leaving the machine: {u}" for u in session.external]
+
+    # math
+    prose = markdown_text(doc)
+    for src in report["mathjaxScripts"]:
+        if src.startswith(("http:", "https:", "//")) or "_static/mathjax/" not in src:
+            problems.append(f"MathJax is not loaded from the build: {src}")
+    if MATH.search(prose) and report["mjx"] == 0:
+        problems.append("the source has math but the page shows no typeset math (mjx-container)")
+    if report["mathElements"] and not report["mathjaxScripts"]:
+        problems.append("math on the page but no MathJax script")
+    problems += [f"math not typeset: {t!r}" for t in report["unrendered"][:5]]
+    problems += [f"MathJax error: {t!r}" for t in report["merrors"]]
+
+    # images
+    problems += [f"image did not load: {src}" for src in report["brokenImages"]]
+
+    # links and anchors
+    page_url = url
+    own_ids = set(report["ids"])
+    for href in sorted(set(report["links"])):
+        if not href.startswith(server):
+            continue
+        target, _, frag = href.partition("#")
+        frag = urllib.parse.unquote(frag)
+        if target == page_url:
+            if frag and frag not in own_ids:
+                problems.append(f"anchor #{frag} missing on this page")
+            continue
+        status, ids = links.get(target)
+        if status != 200:
+            problems.append(f"broken link {href} (HTTP {status})")
+        elif frag and target.endswith(".html") and frag not in ids:
+            problems.append(f"broken anchor {href}")
+
+    # theorem-like blocks, exercises, solutions
+    expected = expected_blocks(doc)
+    rendered = collections.Counter(
+        "prf:" + next((c for c in classes if c in PRF_KINDS), "proof") for classes in report["proofs"])
+    for kind in sorted(k for k in set(expected) | set(rendered) if k.startswith("prf:")):
+        if expected[kind] != rendered[kind]:
+            problems.append(f"{kind}: {expected[kind]} in the source, {rendered[kind]} rendered")
+    if expected["exercise"] != report["exercises"]:
+        problems.append(f"exercise: {expected['exercise']} in the source, "
+                        f"{report['exercises']} rendered")
+    if expected["solution"] != len(report["solutions"]):
+        problems.append(f"solution: {expected['solution']} in the source, "
+                        f"{len(report['solutions'])} rendered")
+    problems += ["a dropdown solution has no toggle button"
+                 for s in report["solutions"] if s["dropdown"] and not s["toggle"]]
+
+    # launch and download buttons on notebook pages
+    if is_notebook_page(doc):
+        hrefs = set(report["links"])
+        problems += [f"no launch link {u}" for u in _launch_urls(doc) if u not in hrefs]
+        if f"{server}_sources/{doc}.ipynb" not in hrefs:
+            problems.append("no .ipynb download link")
+
+    assert not problems, f"{doc}:\n  " + "\n  ".join(problems)
+
+
+def _first_page_with_equation_refs() -> str:
+    for doc in PAGES:
+        if "{eq}`" in markdown_text(doc):
+            return doc
+    return PAGES[0]
+
+
+@pytest.mark.parametrize("start", ["index.html", f"{_first_page_with_equation_refs()}.html"])
+def test_offline_from_disk(start: str, browser, site: pathlib.Path):
+    """Opened with file:// and every network request refused, math still renders."""
+    session = PageSession(browser, allowed="file://")
+    try:
+        session.page.goto((site / start).as_uri(), wait_until="load")
+        if start == "index.html":          # a redirect to the root page
+            session.page.wait_for_url(re.compile(r".*/book/[^/]*\.html$"), wait_until="load")
+        report = session.report()
+        session_url = session.page.url
+    finally:
+        session.close()
+    assert not session.errors, session.errors
+    assert not session.external, f"requests leaving the machine: {session.external}"
+    assert not session.failed, session.failed
+    assert report["mjx"] > 0, f"no typeset math on {start} opened from disk"
+    assert not report["unrendered"], report["unrendered"][:5]
+    assert not report["merrors"], report["merrors"]
+    # numbered equations and their {eq} references
+    page = session_url.split("#")[0]
+    eq_links = [h for h in report["links"] if h.startswith(page + "#equation-")]
+    doc = urllib.parse.unquote(page)[len(site.as_uri()) + 1:].removesuffix(".html")
+    if doc in PAGES and "{eq}`" in markdown_text(doc):
+        assert eq_links, f"{doc}: no equation reference links"
+    missing = [h for h in eq_links if urllib.parse.unquote(h.split("#", 1)[1]) not in report["ids"]]
+    assert not missing, f"equation references without target: {missing}"
