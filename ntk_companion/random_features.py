@@ -1,6 +1,6 @@
 r"""Random-features regression: random features, minimum-norm and ridge least squares.
 
-Random features {Rahimi & Recht 2007}
+Random features (Rahimi & Recht 2007)
 -------------------------------------
 Draw ``N`` weight vectors ``w_1, ..., w_N`` in ``R^d`` (rows of ``W``, typically i.i.d.
 ``N(0, I_d)``) and map an input ``x`` in ``R^d`` to
