@@ -8,22 +8,11 @@ from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
 import ntk_companion as ntk
+from helpers import normal_params
 from ntk_companion import empirical
 
 METHODS = ("jacobian", "ntvp", "auto")
 
-def normal_params(model, d_in, seed):
-    """Standard normal parameters in the layout of ``model.init`` (the NTK initialization),
-    drawn with numpy so that setting up the module compiles nothing."""
-    rng = np.random.default_rng(seed)
-    widths = (d_in, *model.hidden, model.out_dim)
-    layers = []
-    for m, k in zip(widths[:-1], widths[1:]):
-        layer = {"W": jnp.asarray(rng.standard_normal((m, k)))}
-        if model.b_std:
-            layer["b"] = jnp.asarray(rng.standard_normal(k))
-        layers.append(layer)
-    return layers
 
 
 MODEL = ntk.MLP((6, 5), activation="erf", b_std=0.4)

@@ -6,19 +6,8 @@ import pytest
 import scipy.linalg
 
 import ntk_companion as ntk
+from helpers import normal_params
 
-def normal_params(model, d_in, seed):
-    """Standard normal parameters in the layout of ``model.init`` (the NTK initialization),
-    drawn with numpy so that setting up the module compiles nothing."""
-    rng = np.random.default_rng(seed)
-    widths = (d_in, *model.hidden, model.out_dim)
-    layers = []
-    for m, k in zip(widths[:-1], widths[1:]):
-        layer = {"W": jnp.asarray(rng.standard_normal((m, k)))}
-        if model.b_std:
-            layer["b"] = jnp.asarray(rng.standard_normal(k))
-        layers.append(layer)
-    return layers
 
 
 MODEL = ntk.MLP((8, 8), activation="tanh", b_std=0.3)

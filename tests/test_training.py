@@ -6,6 +6,7 @@ import pytest
 import scipy.linalg
 
 import ntk_companion as ntk
+from helpers import normal_params
 
 A = jnp.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 3.0]])
 Y0 = jnp.array([1.0, -1.0, 0.5])
@@ -14,18 +15,6 @@ Y0 = jnp.array([1.0, -1.0, 0.5])
 def linear_field(y):
     return -A @ y
 
-def normal_params(model, d_in, seed):
-    """Standard normal parameters in the layout of ``model.init`` (the NTK initialization),
-    drawn with numpy so that setting up the module compiles nothing."""
-    rng = np.random.default_rng(seed)
-    widths = (d_in, *model.hidden, model.out_dim)
-    layers = []
-    for m, k in zip(widths[:-1], widths[1:]):
-        layer = {"W": jnp.asarray(rng.standard_normal((m, k)))}
-        if model.b_std:
-            layer["b"] = jnp.asarray(rng.standard_normal(k))
-        layers.append(layer)
-    return layers
 
 
 MODEL = ntk.MLP((8,), activation="tanh", b_std=0.2)
