@@ -15,3 +15,18 @@ def normal_params(model, d_in, seed):
             layer["b"] = jnp.asarray(rng.standard_normal(k))
         layers.append(layer)
     return layers
+
+
+def toc_files(node) -> list[str]:
+    """Every ``file``/``root`` entry of a parsed ``_toc.yml``, in order."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "root"):
+                found.append(value)
+            else:
+                found.extend(toc_files(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(toc_files(item))
+    return found

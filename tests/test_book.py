@@ -17,6 +17,7 @@ import jupytext
 import nbformat
 import pytest
 import yaml
+from helpers import toc_files
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -61,23 +62,9 @@ def test_notebook_is_executed(md: pathlib.Path):
     assert not errors, f"{md.name}: stored outputs contain an error: {errors[0].get('ename')}"
 
 
-def _toc_files(node) -> list[str]:
-    found = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("file", "root"):
-                found.append(value)
-            else:
-                found.extend(_toc_files(value))
-    elif isinstance(node, list):
-        for item in node:
-            found.extend(_toc_files(item))
-    return found
-
-
 def test_toc_lists_every_chapter_and_nothing_missing():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = _toc_files(toc)
+    files = toc_files(toc)
     for f in files:
         candidates = [ROOT / f"{f}{ext}" for ext in (".md", ".ipynb")]
         assert any(p.exists() for p in candidates), f"_toc.yml lists {f}, which does not exist"

@@ -21,6 +21,7 @@ import collections
 import os
 import pathlib
 import re
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,6 +31,8 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import toc_files  # noqa: E402
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 TIMEOUT_MS = 60_000
@@ -37,21 +40,7 @@ TIMEOUT_MS = 60_000
 FULL_PAGE = bool(os.environ.get("BROWSER_FULL_PAGE"))
 
 
-def _toc_files(node) -> list[str]:
-    found: list[str] = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("file", "root"):
-                found.append(value)
-            else:
-                found.extend(_toc_files(value))
-    elif isinstance(node, list):
-        for item in node:
-            found.extend(_toc_files(item))
-    return found
-
-
-PAGES = _toc_files(TOC)
+PAGES = toc_files(TOC)
 
 
 # --------------------------------------------------------------------------- the sources
