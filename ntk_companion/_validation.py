@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "is_concrete",
+    "check_test_train",
     "as_array",
     "check_rank",
     "check_finite",
@@ -210,3 +211,14 @@ def check_same_structure(a: Any, b: Any, name_a: str, name_b: str) -> None:
         if jnp.shape(la) != jnp.shape(lb):
             raise ValueError(f"{name_a} and {name_b} must have leaves of the same shapes, "
                              f"got {jnp.shape(la)} and {jnp.shape(lb)}")
+
+
+def check_test_train(K_test_train: Any, n: int, name: str = "K_test_train") -> jax.Array:
+    """A finite 2-D kernel block between test and training inputs with ``n`` columns."""
+    Ks = as_array(K_test_train, name)
+    check_rank(Ks, name, 2)
+    if Ks.shape[1] != n:
+        raise ValueError(f"{name} must have {n} columns (one per training input, as "
+                         f"K_train), got shape {tuple(Ks.shape)}")
+    check_finite(Ks, name)
+    return Ks

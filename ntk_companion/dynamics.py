@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._validation import (as_array, check_finite, check_rank, check_scalar, check_symmetric,
-                          check_time, is_concrete)
+                          check_test_train, check_time, is_concrete)
 
 __all__ = ["residual_flow", "Prediction", "predict", "loss_bound", "train_loss_curve"]
 
@@ -225,12 +225,7 @@ def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train:
     f0_train = _check_outputs(f0_train, "f0_train", y.shape)
     Ks = None
     if K_test_train is not None:
-        Ks = as_array(K_test_train, "K_test_train")
-        check_rank(Ks, "K_test_train", 2)
-        if Ks.shape[1] != n:
-            raise ValueError(f"K_test_train must have {n} columns (one per training input, as "
-                             f"K_train), got shape {tuple(Ks.shape)}")
-        check_finite(Ks, "K_test_train")
+        Ks = check_test_train(K_test_train, n)
         f0_test = _check_outputs(f0_test, "f0_test", (Ks.shape[0],) + y.shape[1:])
     t = check_time(t, "t")
     lam, V = _spectrum(K.astype(jnp.result_type(K, y, f0_train)), "K_train")

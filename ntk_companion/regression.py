@@ -17,7 +17,7 @@ import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 
 from ._validation import (as_array, check_finite, check_rank, check_scalar, check_symmetric,
-                          is_concrete)
+                          check_test_train, is_concrete)
 
 __all__ = ["kernel_regression"]
 
@@ -50,12 +50,7 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
         raise ValueError(f"y must have {n} rows to match K_train of shape ({n}, {n}), got shape "
                          f"{tuple(y.shape)}")
     check_finite(y, "y")
-    Ks = as_array(K_test_train, "K_test_train")
-    check_rank(Ks, "K_test_train", 2)
-    if Ks.shape[1] != n:
-        raise ValueError(f"K_test_train must have {n} columns (one per training input, as "
-                         f"K_train), got shape {tuple(Ks.shape)}")
-    check_finite(Ks, "K_test_train")
+    Ks = check_test_train(K_test_train, n)
     ridge = check_scalar(ridge, "ridge", nonnegative=True)
     dtype = jnp.result_type(K, y, Ks)
     pred, ok = _solve(K.astype(dtype), y.astype(dtype), Ks.astype(dtype),
