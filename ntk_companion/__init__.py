@@ -36,8 +36,9 @@ training
     (step ``k`` is time ``t = k lr``); ``square_loss_fn(apply_fn, x, y)`` builds ``l``.
 empirical
     ``jacobian(apply_fn, params, x)`` = G; ``empirical_ntk(apply_fn, params, x1, x2)`` =
-    G(x1) G(x2)^T (methods "jacobian", "ntvp", "auto"); ``ntk_vp(apply_fn, params, x, v)`` =
-    H v without forming H.
+    G(x1) G(x2)^T (methods "jacobian", "ntvp", "structured" (an MLP's kernel layer by layer,
+    no Jacobian; module ``structured``), "auto"; ``block_size=`` for tiles);
+    ``ntk_vp(apply_fn, params, x, v)`` = H v without forming H.
 linearize
     ``linearize(apply_fn, params0)`` -> ``f_lin(params, x) = f(x; theta_0) +
     G(x; theta_0)(theta - theta_0)``, the first-order Taylor model.
@@ -54,7 +55,11 @@ analytic
     ``analytic_kernels(x1, x2, depth=, activation=, W_std=, b_std=)`` -> ``Kernels(nngp,
     ntk)``: the infinite-width NNGP kernel and NTK of ``MLP`` (NTK parameterization, width
     -> infinity) by the layer recursion; closed forms for relu, erf and identity, quadrature
-    (``order=``, ``quadrature="hermite"`` or ``"polar"``) for other activations.
+    (``order=``, ``quadrature="hermite"`` or ``"polar"``) for other activations; computed by
+    tiles (``block_size=``) in bounded memory.
+sharding
+    With several devices (or hosts, after ``jax.distributed.initialize()``) the rows of the
+    kernels are sharded over them; ``use_devices(devices)`` chooses which.
 dynamics
     ``residual_flow(H, r0, t)`` = exp(-H t) r0; ``predict(K_train, y, t, K_test_train=,
     f0_train=, f0_test=)`` -> ``Prediction(train, test)``: outputs of the linearized model
@@ -71,6 +76,7 @@ random_features
 """
 # One import line per module, and one line of the same names in ``__all__`` below.
 from . import plotting
+from . import sharding
 from .models import MLP, get_activation
 from .losses import residual, square_loss
 from .training import gradient_descent, gradient_flow, rk4, square_loss_fn
@@ -86,6 +92,7 @@ from .plotting import COLORS, loglog_with_fit, use_style
 
 __all__ = [
     "plotting",
+    "sharding",
     "MLP", "get_activation",
     "residual", "square_loss",
     "gradient_descent", "gradient_flow", "rk4", "square_loss_fn",

@@ -121,6 +121,21 @@ def check_callable(fn: Any, name: str) -> None:
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
 
 
+def named_or_callable(value: Any, name: str, table: dict[str, Any]) -> Any:
+    """``table[value]`` for a known name, ``value`` itself for a callable; otherwise a
+    ``ValueError`` (unknown name) or ``TypeError`` naming the argument ``name`` and the
+    known names."""
+    if isinstance(value, str):
+        if value not in table:
+            raise ValueError(f"unknown {name} {value!r}; known {name}s are {sorted(table)} "
+                             f"(or pass a callable)")
+        return table[value]
+    if callable(value):
+        return value
+    raise TypeError(f"{name} must be a name in {sorted(table)} or a callable, got "
+                    f"{type(value).__name__}")
+
+
 def check_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` as a Python ``int``; ``TypeError`` if it is not an integer,
     ``ValueError`` if it is below ``minimum``."""

@@ -78,6 +78,19 @@ The recursion is exactly the limit of ``empirical_ntk`` / the output covariance 
 ``depth``, activation, ``W_std`` and ``b_std``. In the standard parameterization the NNGP
 kernel is the same but the NTK of a finite net differs (and diverges with the width unless
 the learning rate is scaled down).
+
+Tiles and devices
+-----------------
+The entry ``(i, j)`` of both kernels depends on ``x1_i`` and ``x2_j`` only, so the kernels are
+computed by square tiles of ``block_size`` rows and columns (``block_size=None``: one tile up
+to ``AUTO_TILE_ENTRIES = 2**16`` entries, tiles of ``AUTO_BLOCK = 256`` beyond), written in
+place into the result: memory is the two ``n1 x n2`` results plus ``O(block_size^2)``, and
+the tiles' intermediate arrays stay in cache. For ``x2=None`` only the tiles on and above the
+diagonal are computed, then mirrored (half the work, exactly symmetric). With several devices
+the rows are sharded over them (``ntk_companion.sharding``). The arc tangent above is
+computed by a rational approximation (Cephes' ``atan``, about 2 ulp; see ``_atan2``) that XLA
+vectorizes: ``jnp.arctan2`` runs element by element on the CPU and took most of the time.
+Tiled, untiled and sharded results agree to rounding.
 """
 from __future__ import annotations
 
@@ -92,6 +105,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from numpy.polynomial.laguerre import laggauss
 from numpy.polynomial.legendre import leggauss
 
+from . import _tiling, sharding
 from ._validation import (as_array, check_batch, check_choice, check_finite, check_int,
                           check_same_features, check_scalar, is_concrete)
 
@@ -101,6 +115,11 @@ _CLOSED_FORMS = ("relu", "erf", "identity")
 _QUADRATURES = ("hermite", "polar")
 # Number of quadrature points handled at once (bounds memory at a few tens of MB).
 _POINTS_PER_BATCH = 2 ** 20
+#: ``block_size=None`` computes the kernels as one tile up to this many entries (n1 n2), and
+#: by tiles of ``AUTO_BLOCK`` beyond: memory bounded, and faster too (the intermediate
+#: arrays of a tile stay in cache; a symmetric kernel costs half).
+AUTO_TILE_ENTRIES = 2 ** 16
+AUTO_BLOCK = 256
 
 
 class Kernels(NamedTuple):
@@ -130,9 +149,63 @@ def _safe_sqrt(x: jax.Array) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1)), 0)
 
 
+# Cephes' rational approximation of atan on [0, 0.66] (S. L. Moshier, atan.c): relative
+# error below 1e-16, so the result is correctly rounded up to an ulp or two in float64.
+_ATAN_P = (-8.750608600031904122785e-1, -1.615753718733365076637e1,
+           -7.500855792314704667340e1, -1.228866684490136173410e2,
+           -6.485021904942025371773e1)
+_ATAN_Q = (2.485846490142306297962e1, 1.650270098316988542046e2,
+           4.328810604912902668951e2, 4.853903996359136964868e2,
+           1.945506571482613964425e2)
+_ATAN_MOREBITS = 6.123233995736765886130e-17   # pi/4 - fl(pi/4)
+
+
+@jax.custom_jvp
+def _atan2(y: jax.Array, x: jax.Array) -> jax.Array:
+    """``atan2(y, x)`` from arithmetic and divisions only, so that XLA vectorizes it
+    (XLA:CPU evaluates ``jnp.arctan2`` one entry at a time, ~15 ns each: it dominated the
+    kernel recursion). Accurate to about 2 ulp in float32 and float64, with IEEE's signs:
+    ``atan2(+-0, +0) = +-0``, ``atan2(+-0, -0) = +-pi``; derivatives as ``jnp.arctan2``'s,
+    ``(x dy - y dx) / (x^2 + y^2)``.
+
+    Octant reduction ``a = min(|x|, |y|) / max(|x|, |y|)`` in ``[0, 1]``; for ``a > 0.66``,
+    ``atan(a) = pi/4 + atan((a - 1)/(a + 1))``; then ``pi/2 - r`` when ``|y| > |x|``,
+    ``pi - r`` when ``x`` is negative, and the sign of ``y``. (``0.66 big`` is rounded, so
+    the switch point moves by an ulp: both formulas are accurate there.)"""
+    dtype = jnp.result_type(y, x)
+    ax, ay = jnp.abs(x), jnp.abs(y)
+    big, small = jnp.maximum(ax, ay), jnp.minimum(ax, ay)
+    # a = small / big; t = a, or (a - 1)/(a + 1) = (small - big)/(small + big) when a > 0.66:
+    # one division (XLA:CPU stores the result of every division that has several users).
+    upper = small > 0.66 * big
+    num = jnp.where(upper, small - big, small)
+    den = jnp.where(upper, small + big, jnp.where(big > 0, big, 1))
+    t = num / den
+    z = t * t
+    p = jnp.asarray(_ATAN_P[0], dtype)
+    for c in _ATAN_P[1:]:
+        p = p * z + c
+    q = z + _ATAN_Q[0]
+    for c in _ATAN_Q[1:]:
+        q = q * z + c
+    r = t * (z * p / q) + t
+    r = jnp.where(upper, (math.pi / 4 + 0.5 * _ATAN_MOREBITS) + r, r)
+    r = jnp.where(ay > ax, (math.pi / 2 + _ATAN_MOREBITS) - r, r)
+    r = jnp.where(jnp.signbit(x), (math.pi + 2 * _ATAN_MOREBITS) - r, r)
+    return jnp.where(jnp.signbit(y), -r, r)
+
+
+@_atan2.defjvp
+def _atan2_jvp(primals: tuple[jax.Array, jax.Array],
+               tangents: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    y, x = primals
+    dy, dx = tangents
+    return _atan2(y, x), (x * dy - y * dx) / (x * x + y * y)
+
+
 def _relu_moments(k11, k12, k22):
     sdet = _safe_sqrt(_det(k11, k12, k22))
-    theta = jnp.arctan2(sdet, k12)
+    theta = _atan2(sdet, k12)
     k = (sdet + (math.pi - theta) * k12) / (2 * math.pi)
     kdot = (math.pi - theta) / (2 * math.pi)
     return k, kdot
@@ -141,7 +214,7 @@ def _relu_moments(k11, k12, k22):
 def _erf_moments(k11, k12, k22):
     d = 1 + 2 * (k11 + k22) + 4 * _det(k11, k12, k22)
     sd = jnp.sqrt(d)
-    k = (2 / math.pi) * jnp.arctan2(2 * k12, sd)
+    k = (2 / math.pi) * _atan2(2 * k12, sd)
     kdot = (4 / math.pi) / sd
     return k, kdot
 
@@ -231,7 +304,7 @@ def _moments_fn(kind: str, sigma: Callable | None, order: int, rule: str) -> Cal
 
 def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | Callable = "relu",
                      W_std: float = 1.0, b_std: float = 0.0, order: int = 96,
-                     quadrature: str = "hermite") -> Kernels:
+                     quadrature: str = "hermite", block_size: int | None = None) -> Kernels:
     r"""Infinite-width NNGP kernel and NTK of a fully connected network (module docstring).
 
     The limit, as every hidden width tends to infinity, of ``MLP(hidden=(m,) * depth,
@@ -260,9 +333,14 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
         quadrature: ``"hermite"`` (tensor Gauss-Hermite, default, for smooth activations) or
             ``"polar"`` (kink-aware: for activations with a kink at 0, e.g. a relu-like
             callable; 1e-15 at ``order=16`` for relu).
+        block_size: side ``b`` of the square tiles the kernels are computed by (see
+            "Tiles and devices" in the module docstring): memory ``O(b^2)`` besides the
+            result. ``None``: one tile up to ``AUTO_TILE_ENTRIES`` (2**16) entries, tiles of
+            ``AUTO_BLOCK`` (256) beyond. The result equals the untiled one to rounding.
 
     Returns:
-        ``Kernels(nngp, ntk)``, each of shape ``(n1, n2)``, in the dtype of ``x1``.
+        ``Kernels(nngp, ntk)``, each of shape ``(n1, n2)``, in the dtype of ``x1``; with
+        several devices, arrays sharded by rows (:mod:`ntk_companion.sharding`).
 
     The recursion is compiled once per (shapes, depth, activation, order, quadrature); pass a
     callable activation defined once (not a new ``lambda`` per call) to reuse the compilation.
@@ -290,6 +368,8 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
     b_std = check_scalar(b_std, "b_std", nonnegative=True)
     order = check_int(order, "order", minimum=2)
     check_choice(quadrature, "quadrature", _QUADRATURES)
+    if block_size is not None:
+        block_size = check_int(block_size, "block_size", minimum=1)
     if not (isinstance(activation, str) or callable(activation)):
         raise TypeError(f"activation must be a name or a callable, got {type(activation).__name__}")
     if isinstance(activation, str) and activation in _CLOSED_FORMS:
@@ -299,43 +379,93 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
 
         kind, sigma = "quadrature", get_activation(activation)
     dtype = x1.dtype
-    nngp, ntk = _recursion(x1, x1 if symmetric else x2, jnp.asarray(W_std, dtype) ** 2,
-                           jnp.asarray(b_std, dtype) ** 2, depth=depth, kind=kind, sigma=sigma,
-                           order=order, rule=quadrature, symmetric=symmetric)
+    n1 = x1.shape[0]
+    n2 = n1 if symmetric else x2.shape[0]
+    if block_size is None and n1 * n2 > AUTO_TILE_ENTRIES:
+        block_size = AUTO_BLOCK
+    mesh = sharding.row_mesh()
+    w2, b2 = jnp.asarray(W_std, dtype) ** 2, jnp.asarray(b_std, dtype) ** 2
+    if mesh is not None:
+        x1, x2, w2, b2 = sharding.global_inputs((x1, x2, w2, b2), mesh)
+    nngp, ntk = _recursion(x1, x1 if symmetric else x2, w2, b2, depth=depth, kind=kind,
+                           sigma=sigma, order=order, rule=quadrature, symmetric=symmetric,
+                           block_size=block_size, mesh=mesh)
     return Kernels(nngp=nngp, ntk=ntk)
 
 
 @functools.partial(jax.jit, static_argnames=("depth", "kind", "sigma", "order", "rule",
-                                             "symmetric"))
+                                             "symmetric", "block_size", "mesh"))
 def _recursion(x1: jax.Array, x2: jax.Array, w2: jax.Array, b2: jax.Array, *, depth: int,
-               kind: str, sigma: Callable | None, order: int, rule: str,
-               symmetric: bool) -> tuple[jax.Array, jax.Array]:
-    """The layer recursion (module docstring); one compiled program per configuration."""
+               kind: str, sigma: Callable | None, order: int, rule: str, symmetric: bool,
+               block_size: int | None = None, mesh: Any = None) -> tuple[jax.Array, jax.Array]:
+    """The layer recursion (module docstring), by tiles and device bands; one compiled
+    program per configuration."""
     moments = _moments_fn(kind, sigma, order, rule)
+    tile = functools.partial(_tile, w2=w2, b2=b2, depth=depth, moments=moments,
+                             triangle=kind == "quadrature", symmetric=symmetric)
+    dtype = x1.dtype
+    if mesh is None:
+        return _tiling.fill(tile, x1, x2, n1=x1.shape[0], n2=x2.shape[0],
+                            block_size=block_size, symmetric=symmetric, n_out=2, dtype=dtype)
+
+    def band(xa: jax.Array, xb: jax.Array, _: Any, row0: jax.Array) -> tuple[jax.Array, ...]:
+        xs = sharding.gather(xb)
+        return _tiling.fill(tile, xa, xs, n1=xa.shape[0], n2=xs.shape[0],
+                            block_size=block_size, symmetric=False, n_out=2, dtype=dtype,
+                            row_offset=row0)
+
+    nngp, ntk = sharding.shard_rows(band, mesh, x1, x2, ())
+    if symmetric:   # rows computed on different devices: make the result exactly symmetric
+        nngp, ntk = 0.5 * (nngp + nngp.T), 0.5 * (ntk + ntk.T)
+    return sharding.by_rows(nngp, mesh), sharding.by_rows(ntk, mesh)
+
+
+def _tile(x1: jax.Array, x2: jax.Array, row0: jax.Array, col0: jax.Array, diagonal: bool, *,
+          w2: jax.Array, b2: jax.Array, depth: int, moments: Callable, triangle: bool,
+          symmetric: bool) -> tuple[jax.Array, jax.Array]:
+    """``(nngp, ntk)`` between the rows ``x1`` (global indices from ``row0``) and ``x2``
+    (from ``col0``). When the kernel is symmetric, an entry with equal global indices is
+    ``K(x, x)`` exactly: its ``K12`` is replaced by ``K11`` before each nonlinearity. For
+    quadrature (``triangle``) only the pairs ``i <= j`` of a diagonal tile are computed."""
     d = x1.shape[1]
+    n1, n2 = x1.shape[0], x2.shape[0]
     k11 = jnp.sum(x1 * x1, axis=1) / d
-    k22 = jnp.sum(x2 * x2, axis=1) / d
+    k22 = k11 if diagonal else jnp.sum(x2 * x2, axis=1) / d
     k12 = (x1 @ x2.T) / d
     theta = jnp.zeros_like(k12)
-    if symmetric:  # pairs i <= j only; the diagonal is K(x, x) exactly
-        rows, cols = np.triu_indices(k12.shape[0])
+    if diagonal and triangle:  # pairs i <= j only; the diagonal is K(x, x) exactly
+        rows, cols = np.triu_indices(n1)
         diag = rows == cols
+    elif symmetric:            # entries (i, j) with row0 + i == col0 + j, if any
+        i = jnp.arange(n1)
+        j = row0 + i - col0
+        j = jnp.where((j >= 0) & (j < n2), j, n2)          # out of range: dropped
+        if triangle:
+            # A band of rows (several devices) holds entries below the diagonal: evaluate
+            # them as their mirror image (quadrature is not symmetric in its arguments), so
+            # that the result does not depend on the number of devices.
+            lower = (row0 + i)[:, None] > (col0 + jnp.arange(n2))[None, :]
     for _ in range(depth):
         k11, k22 = w2 * k11 + b2, w2 * k22 + b2
         k12 = w2 * k12 + b2
         theta = k12 + w2 * theta
-        if symmetric:
+        if diagonal and triangle:
             k12_ij = jnp.where(diag, k11[rows], k12[rows, cols])
             m, mdot = moments(k11[rows], k12_ij, k11[cols])
             k12 = _from_triangle(m, rows, cols, k12.shape)
             theta = theta * _from_triangle(mdot, rows, cols, k12.shape)
             k11 = m[diag]
             k22 = k11
-        else:
-            k12, kdot = moments(k11[:, None], k12, k22[None, :])
-            theta = theta * kdot
-            k11 = moments(k11, k11, k11)[0]
-            k22 = moments(k22, k22, k22)[0]
+            continue
+        ka, kb = k11[:, None], k22[None, :]
+        if symmetric:
+            k12 = k12.at[i, j].set(k11, mode="drop")
+            if triangle:
+                ka, kb = jnp.where(lower, kb, ka), jnp.where(lower, ka, kb)
+        k12, kdot = moments(ka, k12, kb)
+        theta = theta * kdot
+        k11 = moments(k11, k11, k11)[0]
+        k22 = k11 if diagonal else moments(k22, k22, k22)[0]
     k12 = w2 * k12 + b2
     theta = k12 + w2 * theta
     return k12, theta

@@ -16,7 +16,8 @@ from typing import Any, Callable, Union
 import jax
 import jax.numpy as jnp
 
-from ._validation import as_array, check_finite, check_int, check_rank, check_scalar
+from ._validation import (as_array, check_finite, check_int, check_rank, check_scalar,
+                          named_or_callable)
 
 __all__ = ["unit_circle", "circle_points", "regression_1d", "target_fn", "gaussian_inputs"]
 
@@ -80,15 +81,7 @@ def target_fn(target: Target) -> Callable[[jax.Array], jax.Array]:
     Names: ``"sin"`` (sin(pi x)), ``"sin3"`` (sin(3 pi x)), ``"cubic"`` (x^3 - x/2), ``"abs"``
     (abs(x)), ``"step"`` (sign(x)). A callable is returned unchanged.
     """
-    if isinstance(target, str):
-        if target not in _TARGETS:
-            raise ValueError(f"unknown target {target!r}; known targets are {sorted(_TARGETS)} "
-                             f"(or pass a callable)")
-        return _TARGETS[target]
-    if callable(target):
-        return target
-    raise TypeError(f"target must be a name in {sorted(_TARGETS)} or a callable, got "
-                    f"{type(target).__name__}")
+    return named_or_callable(target, "target", _TARGETS)
 
 
 def regression_1d(key: jax.Array, n: int, *, noise: float = 0.0, target: Target = "sin"

@@ -51,13 +51,17 @@ def test_methods_agree_with_jacobian_product(method, block_size):
 
 
 def test_auto_switches_to_ntvp_beyond_the_memory_budget(monkeypatch):
+    # "auto" computes an MLP's kernel by the structured method; the memory rule is for any
+    # other apply_fn, such as this wrapper
+    f = lambda p, x: MODEL.apply(p, x)  # noqa: E731
     P = MODEL.num_params(3)
-    assert empirical._auto_method(MODEL.apply, PARAMS, 7, 4, P, None) == ("jacobian", None)
+    assert empirical._auto_method(MODEL.apply, PARAMS, 7, 4, P, None) == ("structured", None)
+    assert empirical._auto_method(f, PARAMS, 7, 4, P, None) == ("jacobian", None)
     monkeypatch.setattr(empirical, "AUTO_MEMORY_BUDGET", 5 * P)
-    method, block = empirical._auto_method(MODEL.apply, PARAMS, 7, 4, P, None)
+    method, block = empirical._auto_method(f, PARAMS, 7, 4, P, None)
     assert method == "ntvp" and block == 2
     G1 = ntk.jacobian(MODEL.apply, PARAMS, X1)
-    assert_kernel_close(ntk.empirical_ntk(MODEL.apply, PARAMS, X1, X2), G1 @ ntk.jacobian(
+    assert_kernel_close(ntk.empirical_ntk(f, PARAMS, X1, X2), G1 @ ntk.jacobian(
         MODEL.apply, PARAMS, X2).T)
 
 

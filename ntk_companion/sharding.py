@@ -1,0 +1,177 @@
+"""Kernel matrices sharded over several devices, on one host or on many.
+
+:func:`ntk_companion.empirical_ntk` and :func:`ntk_companion.analytic_kernels` compute a
+kernel matrix ``K`` of shape ``(n1, n2)`` whose rows are independent: row ``i`` needs input
+``x1_i`` and all of ``X2``. When JAX sees several devices, the rows are cut into one band per
+device (a 1-D ``jax.sharding.Mesh`` with the axis ``"rows"``), every device computes
+its band ``K[band, :]`` (in tiles of ``block_size`` when one is given), and the result is a
+``jax.Array`` sharded by rows (``NamedSharding(mesh, PartitionSpec("rows"))``) when ``n1`` is
+a multiple of the number of devices (JAX shards evenly only; otherwise it is replicated, so
+for large kernels choose ``n1`` a multiple of ``jax.device_count()``):
+
+* ``x1`` is split into bands (padded with copies of its last row to a multiple of the number
+  of devices ``D``; the padding is sliced off the result);
+* ``x2`` is split the same way and gathered with ``lax.all_gather``: the structured
+  empirical NTK computes the features of its band of ``X2`` (one forward and backward pass)
+  and gathers the features, so that ``O(n2 P)`` work is shared too; the other methods and
+  the analytic kernels gather the inputs;
+* a symmetric kernel (``x2=None``) is made exactly symmetric at the end (a transpose, which
+  moves data between devices); the upper-triangle saving of one device is not used across
+  devices, so ``D`` devices are about ``D/2`` times faster than one on a symmetric kernel and
+  ``D`` times faster otherwise.
+
+The same code is used with one device (no mesh, no ``shard_map``), so results agree with the
+single-device ones to rounding (``tests/test_performance_paths.py`` checks it on four CPU
+devices created with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``).
+
+Choosing the devices
+--------------------
+By default all of ``jax.devices()``. ``with use_devices(jax.devices()[:2]): ...`` restricts
+to some, ``with use_devices(jax.devices()[:1]): ...`` turns sharding off.
+
+Several hosts
+-------------
+The mesh is built from ``jax.devices()``, which after ``jax.distributed.initialize()`` lists
+the devices of all processes, so the same call scales to a cluster:
+
+.. code-block:: python
+
+    import jax
+    jax.distributed.initialize()   # on a cluster (SLURM, Cloud TPU, ...) the arguments are
+                                   # found automatically; otherwise pass
+                                   # coordinator_address="host0:1234", num_processes=N,
+                                   # process_id=i (CPU: also jax.config.update(
+                                   # "jax_cpu_collectives_implementation", "gloo"))
+    import ntk_companion as ntk
+    K = ntk.empirical_ntk(model.apply, params, x)      # every process, same arguments
+    K_local = [s.data for s in K.addressable_shards]   # this process's rows, or
+    from jax.experimental import multihost_utils
+    K_full = multihost_utils.process_allgather(K)      # the whole matrix on every host
+
+Every process runs the same program with the same inputs (same keys, same data), as usual
+in multi-controller JAX; concrete inputs are turned into replicated global arrays
+(:func:`ntk_companion.sharding.global_inputs`) before the computation.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+# Used as ``ntk.sharding.use_devices(...)``: no names for the top-level namespace (the public
+# functions are ``devices``, ``use_devices``, ``row_mesh`` and ``global_inputs``;
+# ``shard_rows``, ``gather`` and ``by_rows`` are the machinery of ``empirical`` and
+# ``analytic``).
+__all__: list[str] = []
+
+#: Name of the mesh axis over which the rows of a kernel matrix are sharded.
+AXIS = "rows"
+
+_override: list[tuple[Any, ...] | None] = [None]
+
+
+def devices() -> tuple[Any, ...]:
+    """The devices kernel matrices are sharded over: those of
+    :class:`ntk_companion.sharding.use_devices`, else all of ``jax.devices()``."""
+    chosen = _override[-1]
+    return tuple(jax.devices()) if chosen is None else chosen
+
+
+class use_devices:  # noqa: N801 (used like a function: ``with use_devices(...):``)
+    """Context manager: within the ``with`` block, kernels are sharded over ``devs`` (a
+    single device: no sharding; ``None``: all devices). Reusable and nestable."""
+
+    def __init__(self, devs: Sequence[Any] | None) -> None:
+        if devs is not None:
+            devs = tuple(devs)
+            if not devs:
+                raise ValueError("use_devices needs at least one device (or None for all)")
+        self.devs = devs
+
+    def __enter__(self) -> None:
+        _override.append(self.devs)
+
+    def __exit__(self, *exc: Any) -> None:
+        _override.pop()
+
+
+@functools.lru_cache(maxsize=None)
+def _mesh(devs: tuple[Any, ...]) -> Mesh:
+    return Mesh(np.array(devs, dtype=object), (AXIS,))
+
+
+def row_mesh() -> Mesh | None:
+    """The 1-D mesh (axis ``"rows"``) over :func:`ntk_companion.sharding.devices`, or ``None``
+    for one device."""
+    devs = devices()
+    return _mesh(devs) if len(devs) > 1 else None
+
+
+def _pad_rows(x: jax.Array, multiple: int) -> jax.Array:
+    extra = (-x.shape[0]) % multiple
+    if not extra:
+        return x
+    return jnp.concatenate([x, jnp.broadcast_to(x[-1:], (extra, *x.shape[1:]))])
+
+
+def gather(tree: Any) -> Any:
+    """Inside ``shard_rows``: the bands of all devices, concatenated along axis 0."""
+    return jax.tree_util.tree_map(lambda a: lax.all_gather(a, AXIS, tiled=True), tree)
+
+
+def shard_rows(fn: Callable[..., tuple[jax.Array, ...]], mesh: Mesh, x1: jax.Array,
+               x2: jax.Array, replicated: Any) -> tuple[jax.Array, ...]:
+    """Run ``fn(x1_band, x2_band, replicated, row0) -> tuple of (band1, N2) arrays`` on
+    every device of ``mesh`` and assemble the row-sharded ``(n1, n2)`` results.
+
+    ``x1`` and ``x2`` are padded to a multiple of the number of devices and split into
+    bands; ``row0`` is the global index of the band's first row; ``fn`` gets the other
+    devices' bands of ``x2`` with ``gather`` (so ``N2`` is ``n2`` padded), and
+    ``replicated`` (a pytree, e.g. the parameters) whole.
+    """
+    n1, n2 = x1.shape[0], x2.shape[0]
+    count = mesh.size
+    x1p, x2p = _pad_rows(x1, count), _pad_rows(x2, count)
+    band = x1p.shape[0] // count
+
+    def local(xa: jax.Array, xb: jax.Array, rep: Any) -> tuple[jax.Array, ...]:
+        row0 = lax.axis_index(AXIS).astype(jnp.int32) * band
+        return tuple(fn(xa, xb, rep, row0))
+
+    rows, rep = PartitionSpec(AXIS), PartitionSpec()
+    rep_specs = jax.tree_util.tree_map(lambda _: rep, replicated)
+    outs = jax.shard_map(local, mesh=mesh, in_specs=(rows, rows, rep_specs), out_specs=rows,
+                         check_vma=False)(x1p, x2p, replicated)
+    return tuple(o[:n1, :n2] if o.shape != (n1, n2) else o for o in outs)
+
+
+def by_rows(a: jax.Array, mesh: Mesh) -> jax.Array:
+    """``a`` constrained to be sharded by rows over ``mesh``. JAX shards evenly only: when
+    the number of rows is not a multiple of the number of devices, ``a`` is left to XLA
+    (which replicates it)."""
+    if a.shape[0] % mesh.size:
+        return a
+    return lax.with_sharding_constraint(a, NamedSharding(mesh, PartitionSpec(AXIS)))
+
+
+def global_inputs(tree: Any, mesh: Mesh | None) -> Any:
+    """With several processes, concrete arrays as global arrays replicated over ``mesh``
+    (every process must pass the same values); otherwise ``tree`` unchanged."""
+    if mesh is None or jax.process_count() == 1:
+        return tree
+    sharding = NamedSharding(mesh, PartitionSpec())
+
+    def to_global(a: Any) -> Any:
+        if isinstance(a, jax.core.Tracer) or not hasattr(a, "shape"):
+            return a
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return a
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree_util.tree_map(to_global, tree)
