@@ -222,3 +222,25 @@ def test_docstring_formulas_become_code_blocks():
     # literal blocks and directive content are left alone
     kept = ["Example::", "", "    x = 1", "", ".. code-block:: text", "", "    y = 2"]
     assert literal_formula_blocks(kept) == kept
+
+
+def test_same_authors_and_year_get_letters_in_citations():
+    import pybtex.database
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        from citation_years import author_text, year_suffixes
+    finally:
+        sys.path.pop(0)
+    entries = pybtex.database.parse_file(str(ROOT / "book" / "references.bib")).entries
+    suffixes = year_suffixes(entries)
+    # the two Arora et al. (2019) papers, in bibliography order (last names, then title)
+    assert suffixes["arora2019exact"] == "2019a"
+    assert suffixes["arora2019finegrained"] == "2019b"
+    # after the letters, no two entries share an author-year label
+    labels = [(author_text(e), suffixes.get(k, e.fields.get("year"))) for k, e in entries.items()]
+    assert len(labels) == len(set(labels))
+    # idempotent: a second pass (cached environment) changes nothing
+    for key, year in suffixes.items():
+        entries[key].fields["year"] = year
+    assert year_suffixes(entries) == {}
