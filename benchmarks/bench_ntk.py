@@ -17,11 +17,19 @@ the peak memory is the subprocess's maximal resident set size (``resource.getrus
 ``ru_maxrss``: everything the process held, JAX runtime included; tracemalloc would miss
 XLA's buffers). The first row gives the same process without any kernel, for reference.
 
+With ``--neural-tangents PYTHON`` the table also times neural-tangents (the structured
+derivatives of ``nt.empirical_ntk_fn`` and the analytic ``kernel_fn`` of the same ``stax``
+network), run by another Python interpreter that has it installed: neural-tangents 0.6.5
+needs an older JAX, e.g. ``python -m venv /tmp/nt && /tmp/nt/bin/pip install
+neural-tangents==0.6.5 jax==0.4.23 jaxlib==0.4.23 "numpy<2" "scipy<1.13"``. Its process
+also imports TensorFlow, which adds to its peak memory.
+
 Usage::
 
     python benchmarks/bench_ntk.py              # the full table (about 2-3 minutes)
     python benchmarks/bench_ntk.py --quick      # small sizes only (about 20 seconds)
     python benchmarks/bench_ntk.py --cases empirical:1024 analytic:16384 --runs 9
+    python benchmarks/bench_ntk.py --neural-tangents /tmp/nt/bin/python
 
 Speed depends on the load of the machine: the table states the load average before and
 after the run; rerun on an idle machine for reference figures.
@@ -47,14 +55,42 @@ LABELS = {
     "empirical": ("empirical NTK", 'empirical_ntk(model.apply, p, x) ("auto": structured)'),
     "baseline": ("empirical NTK", "naive: G = jacobian(model.apply, p, x); G @ G.T"),
     "analytic": ("NNGP + NTK", "analytic_kernels(x, depth=3, ...)"),
+    "nt-empirical": ("empirical NTK", "neural-tangents: empirical_ntk_fn, STRUCTURED_DERIVATIVES"),
+    "nt-analytic": ("NNGP + NTK", "neural-tangents: stax kernel_fn"),
 }
+NT_KINDS = {"nt-empirical": "empirical", "nt-analytic": "analytic"}
 
 
 # ---------------------------------------------------------------- one case (subprocess)
-def run_case(kind: str, n: int, runs: int) -> dict:
-    import resource
-
+def nt_case(kind: str, n: int) -> tuple:
+    """The same network and inputs in neural-tangents' ``stax``: ``(fn, params, x, P)``."""
     import jax
+    import jax.numpy as jnp
+    import neural_tangents as nt
+    import numpy as np
+    from neural_tangents import stax
+
+    layers = []
+    for m in HIDDEN:
+        layers += [stax.Dense(m, W_std=W_STD, b_std=B_STD), stax.Relu()]
+    init_fn, apply_fn, kernel_fn = stax.serial(*layers, stax.Dense(1, W_std=W_STD, b_std=B_STD))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((n, D_IN)), jnp.float32)
+    _, params = init_fn(jax.random.PRNGKey(0), x.shape)
+    P = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+    if kind == "nt-analytic":
+        return jax.jit(lambda p, x: kernel_fn(x, None, ("nngp", "ntk"))), params, x, P
+    k = nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0,
+                            implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES)
+    return jax.jit(lambda p, x: k(x, None, p)), params, x, P
+
+
+def run_case(kind: str, n: int, runs: int) -> dict:
+    import jax
+
+    if kind in NT_KINDS:
+        fn, params, x, P = nt_case(kind, n)
+        return timed(kind, n, runs, fn, params, x, P)
+
     import jax.numpy as jnp
     import numpy as np
 
@@ -77,6 +113,15 @@ def run_case(kind: str, n: int, runs: int) -> dict:
                                                        W_std=W_STD, b_std=B_STD))
     else:
         raise ValueError(kind)
+    return timed(kind, n, runs, fn, params, x, model.num_params(D_IN))
+
+
+def timed(kind: str, n: int, runs: int, fn, params, x, P: int) -> dict:
+    """Compile and warm up ``fn(params, x)``, then time ``runs`` calls; peak RSS."""
+    import resource
+
+    import jax
+
     times = []
     if fn is not None:
         t0 = time.perf_counter()
@@ -89,8 +134,12 @@ def run_case(kind: str, n: int, runs: int) -> dict:
     else:
         first = 0.0
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
+    versions = {"jax": jax.__version__}
+    if kind in NT_KINDS:
+        import neural_tangents
+        versions["neural-tangents"] = neural_tangents.__version__
     return {"kind": kind, "n": n, "times": times, "first": first, "peak_bytes": peak_kib * 1024,
-            "P": model.num_params(D_IN)}
+            "P": P, "versions": versions}
 
 
 # ---------------------------------------------------------------- driver
@@ -128,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=None, help="timed runs per case (>= 5)")
     ap.add_argument("--baseline-max-n", type=int, default=1024,
                     help="largest n of the naive Jacobian baseline (default 1024)")
+    ap.add_argument("--neural-tangents", metavar="PYTHON",
+                    help="also time neural-tangents, run by this Python interpreter")
     ap.add_argument("--cases", nargs="*", help="KIND:N items, e.g. empirical:1024 analytic:4096")
     ap.add_argument("--case", nargs=2, help=argparse.SUPPRESS)        # internal: one case
     args = ap.parse_args(argv)
@@ -144,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("empirical", "baseline", "analytic"):
             cases += [(kind, n) for n in sizes[kind]
                       if kind != "baseline" or n <= args.baseline_max_n]
+        if args.neural_tangents:
+            cases += [(nt_kind, n) for nt_kind, kind in NT_KINDS.items() for n in sizes[kind]]
     env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     import jax
     load_before = load()
@@ -151,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for kind, n in cases:
         r = max(5, runs if n < 4096 else 5)
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", kind,
+        python = args.neural_tangents if kind in NT_KINDS else sys.executable
+        if python is None:
+            raise SystemExit(f"case {kind}:{n} needs --neural-tangents PYTHON")
+        out = subprocess.run([python, os.path.abspath(__file__), "--case", kind,
                               str(n), "--runs", str(r)], env=env, capture_output=True, text=True)
         if out.returncode != 0:
             rows.append((kind, n, None, out.stderr.strip().splitlines()[-1:] or ["failed"]))
@@ -169,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
           f"wall time {time.time() - started:.0f} s.")
     print(f"Model: MLP(hidden={HIDDEN}, relu, W_std={W_STD}, b_std={B_STD}), d_in={D_IN}, "
           f"P={rows[0][2]['P'] if rows and rows[0][2] else '?'} parameters; full n x n kernel.")
+    nt_versions = {json.dumps(res["versions"], sort_keys=True) for kind, _, res, _ in rows
+                   if res is not None and kind in NT_KINDS}
+    for v in sorted(nt_versions):
+        v = json.loads(v)
+        print(f"neural-tangents rows: neural-tangents {v['neural-tangents']} on JAX {v['jax']} "
+              f"(CPU), float32, same network, inputs and parameter count.")
     print()
     print("| kernel | method | n | time (median) | runs | first call (compile) | peak RSS |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
