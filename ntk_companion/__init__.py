@@ -25,7 +25,8 @@ API overview
 models
     ``MLP(hidden, activation, W_std, b_std, parameterization, out_dim)``: fully connected
     network with ``.init(key, d_in)``, ``.apply(params, x)``, ``.num_params(d_in)``,
-    ``.depth``; ``get_activation(name_or_fn)``.
+    ``.depth``; ``get_activation(name_or_fn)``; ``nested_params(params, m)``: the network
+    of the first m units of every hidden layer.
 losses
     ``square_loss(apply_fn, params, x, y)`` = ``1/2 ||f(x) - y||^2``;
     ``residual(apply_fn, params, x, y)`` = ``f(x) - y``.
@@ -77,7 +78,7 @@ random_features
 # One import line per module, and one line of the same names in ``__all__`` below.
 from . import plotting
 from . import sharding
-from .models import MLP, get_activation
+from .models import MLP, get_activation, nested_params
 from .losses import residual, square_loss
 from .training import gradient_descent, gradient_flow, rk4, square_loss_fn
 from .empirical import empirical_ntk, jacobian, ntk_vp
@@ -93,7 +94,7 @@ from .plotting import COLORS, loglog_with_fit, use_style
 __all__ = [
     "plotting",
     "sharding",
-    "MLP", "get_activation",
+    "MLP", "get_activation", "nested_params",
     "residual", "square_loss",
     "gradient_descent", "gradient_flow", "rk4", "square_loss_fn",
     "empirical_ntk", "jacobian", "ntk_vp",

@@ -45,6 +45,7 @@ any parameter values. The result equals the Jacobian method's to rounding
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -140,36 +141,37 @@ def _check(model: MLP, params: Any, x: jax.Array, name: str) -> None:
                          f"lambda p, x: f(p, x)[:, k])")
 
 
+def _gram(model: MLP, params: Params, f1: Features, f2: Features, n1: int, n2: int,
+          block_size: int | None, symmetric: bool, row_offset: jax.Array | int = 0) -> jax.Array:
+    """The Gram sum of ``_gram_tile`` over the features ``f1`` (rows) and ``f2`` (columns),
+    by tiles, in the dtype of the parameters."""
+    dtype = jnp.result_type(*(leaf.dtype for leaf in jax.tree_util.tree_leaves(params)))
+    tile = functools.partial(_gram_tile, _coefficients(model, params))
+    (K,) = _tiling.fill(tile, f1, f2, n1=n1, n2=n2, block_size=block_size, symmetric=symmetric,
+                        n_out=1, dtype=dtype, row_offset=row_offset)
+    return K
+
+
 def structured_ntk(model: MLP, params: Params, x1: jax.Array, x2: jax.Array | None,
                    block_size: int | None) -> jax.Array:
     """``K(X1, X2)`` (``X2 = X1``, exactly symmetric, when ``x2`` is ``None``) by the
     layer factorization (module docstring), in ``block_size`` tiles when given. Traceable;
     the caller validates (``empirical_ntk(..., method="structured")``)."""
-    coeffs = _coefficients(model, params)
-    out_dtype = jnp.result_type(*(leaf.dtype for leaf in jax.tree_util.tree_leaves(params)))
     f1 = features(model, params, x1)
-    sym = x2 is None
-    f2 = f1 if sym else features(model, params, x2)
-    n1, n2 = x1.shape[0], (x1 if sym else x2).shape[0]
-    tile = lambda r, c, r0, c0, diag: _gram_tile(coeffs, r, c, r0, c0, diag)  # noqa: E731
-    (K,) = _tiling.fill(tile, f1, f2, n1=n1, n2=n2, block_size=block_size, symmetric=sym,
-                        n_out=1, dtype=out_dtype)
-    return K.astype(out_dtype)
+    if x2 is None:
+        return _gram(model, params, f1, f1, x1.shape[0], x1.shape[0], block_size, True)
+    f2 = features(model, params, x2)
+    return _gram(model, params, f1, f2, x1.shape[0], x2.shape[0], block_size, False)
 
 
 def structured_band(model: MLP, block_size: int | None, xa: jax.Array, xb: jax.Array,
                     params: Params, row0: jax.Array) -> tuple[jax.Array]:
-    """Inside ``sharding.shard_rows``: the band ``K(xa, X2)`` of one
-    device; the features of ``X2`` are computed by bands and gathered."""
-    coeffs = _coefficients(model, params)
-    out_dtype = jnp.result_type(*(leaf.dtype for leaf in jax.tree_util.tree_leaves(params)))
+    """Inside ``sharding.shard_rows``: the band ``K(xa, X2)`` of one device; the features of
+    ``X2`` are computed by bands and gathered."""
     fa = features(model, params, xa)
     fb = sharding.gather(features(model, params, xb))
     n2 = fb[0][0].shape[0]
-    tile = lambda r, c, r0, c0, diag: _gram_tile(coeffs, r, c, r0, c0, diag)  # noqa: E731
-    (K,) = _tiling.fill(tile, fa, fb, n1=xa.shape[0], n2=n2, block_size=block_size,
-                        symmetric=False, n_out=1, dtype=out_dtype, row_offset=row0)
-    return (K.astype(out_dtype),)
+    return (_gram(model, params, fa, fb, xa.shape[0], n2, block_size, False, row0),)
 
 
 def check_inputs(model: MLP, params: Any, x1: jax.Array, x2: jax.Array | None) -> None:

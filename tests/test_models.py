@@ -191,3 +191,27 @@ def test_bad_init_and_apply_input():
         MLP((5,), b_std=0.5).apply(p, jnp.ones((2, 3)))
     with pytest.raises(TypeError, match="params must be the list"):
         model.apply({"W": 1}, jnp.ones((2, 3)))
+
+
+def test_nested_params_keeps_the_first_units():
+    wide = MLP((6, 5), activation="tanh", b_std=0.3)
+    params = wide.init(KEY, 3)
+    narrow = MLP((2, 2), activation="tanh", b_std=0.3)
+    sub = ntk.nested_params(params, 2)
+    assert [layer["W"].shape for layer in sub] == [(3, 2), (2, 2), (2, 1)]
+    np.testing.assert_array_equal(sub[1]["W"], params[1]["W"][:2, :2])
+    np.testing.assert_array_equal(sub[2]["b"], params[2]["b"])
+    x = _x()
+    narrow.apply(sub, x)                      # the parameters of the narrower network
+    # stacked initializations, under jit, and without biases
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), params, params)
+    sub_b = jax.jit(ntk.nested_params, static_argnums=1)(stacked, 4)
+    assert [layer["W"].shape for layer in sub_b] == [(2, 3, 4), (2, 4, 4), (2, 4, 1)]
+    nobias = MLP((4,)).init(KEY, 3)
+    assert set(ntk.nested_params(nobias, 2)[0]) == {"W"}
+    with pytest.raises(ValueError, match="hidden layer 2 has 5 units"):
+        ntk.nested_params(params, 6)
+    with pytest.raises(ValueError, match="width"):
+        ntk.nested_params(params, 0)
+    with pytest.raises(TypeError, match="MLP parameter list"):
+        ntk.nested_params({"W": params[0]["W"]}, 2)
