@@ -1,18 +1,21 @@
 # Neural Tangent Kernel course: one entry point for readers, authors and CI.
 #
 #   make book       build the HTML book into _build/html (creates .venv if needed)
-#   make test       everything CI checks: unit tests, nbval on every chapter,
-#                   md/ipynb pair check, dependency check, strict book build,
-#                   every page opened in headless Chromium (make browser-test)
-#   make notebooks  re-execute every chapter and refresh its stored outputs
-#   make notebook NB=book/03_convergence.md   the same for one chapter
+#   make lab        open the chapters in JupyterLab (MyST rendered, .md opens as notebook)
+#   make test       everything CI checks: unit tests, nbval on every chapter (twice: on
+#                   this CPU and under another floating-point profile), md/ipynb pair
+#                   check, dependency check, strict book build, plain-notebook check,
+#                   every page and JupyterLab opened in headless Chromium
+#   make notebooks  re-execute every chapter, refresh its outputs and plain notebook
+#   make notebook NB=book/03_convergence.md   the same for one chapter (outputs only)
 #
 # When a virtual or conda environment is active, it is used as it is (and completed
 # from the lock file if a dependency is missing); otherwise a .venv is created here.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help env mathjax book book-strict browser-test test unit nbval notebooks notebook lock clean bench
+.PHONY: help env mathjax book book-strict browser-test test unit nbval nbval-profile \
+  notebooks notebook plain-notebooks plain-check lab lock clean bench
 
 LOCK := requirements.lock
 export JAX_PLATFORMS := cpu
@@ -32,6 +35,13 @@ endif
 CHAPTERS  := $(sort $(wildcard book/[0-9][0-9]_*.md))
 NOTEBOOKS := $(CHAPTERS:.md=.ipynb)
 PYTEST    := $(PY) -m pytest -p no:cacheprovider
+NBVAL     := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# Another CPU's rounding on this one: XLA code generation limited to SSE4.2 (no AVX/FMA),
+# OpenBLAS/LAPACK on its Prescott kernels, one BLAS thread. The stored outputs must pass
+# nbval under this profile too (make nbval-profile), so they hold on any reader's CPU.
+FP_PROFILE := XLA_FLAGS=--xla_cpu_max_isa=SSE4_2 OPENBLAS_CORETYPE=Prescott \
+  OPENBLAS_NUM_THREADS=1
 
 # MathJax 3 for offline math, from the npm registry (not committed; see _config.yml).
 MATHJAX_VERSION := 3.2.2
@@ -39,7 +49,7 @@ MATHJAX_DIR     := _build/mathjax
 MATHJAX_STAMP   := $(MATHJAX_DIR)/static/mathjax/.installed-$(MATHJAX_VERSION)
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
 
 env: $(ENV_STAMP)
 
@@ -52,7 +62,7 @@ env: $(ENV_STAMP)
 # An active environment: install what is missing, never create a second one.
 .PHONY: .env-check
 .env-check:
-	@$(PY) -c "import ntk_companion, jupyter_book, nbval, jupytext, hypothesis, xdist, playwright" 2>/dev/null || \
+	@$(PY) -c "import ntk_companion, jupyter_book, nbval, jupytext, hypothesis, xdist, playwright, jupyterlab, jupyterlab_myst" 2>/dev/null || \
 	  $(PY) -m pip install --quiet -c $(LOCK) -e ".[book,test]"
 
 # MathJax's es5 bundle into _build/mathjax/static/mathjax/, which Sphinx copies to
@@ -88,19 +98,43 @@ unit: env
 	$(PYTEST) -q -n 2 --dist loadfile tests
 
 nbval: env
-	$(PYTEST) -q -n 2 --dist loadfile --nbval --nbval-current-env \
-	  --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	$(PYTEST) -q -n 2 --dist loadfile $(NBVAL) $(NOTEBOOKS)
+
+# The same stored outputs under another CPU's floating-point profile (FP_PROFILE above).
+nbval-profile: env
+	$(FP_PROFILE) $(PYTEST) -q -n 2 --dist loadfile $(NBVAL) $(NOTEBOOKS)
 
 test: env
 	@$(PY) tests/tree_state.py save
-	$(PYTEST) -q -n 2 --dist loadfile tests \
-	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	$(PYTEST) -q -n 2 --dist loadfile tests $(NBVAL) $(NOTEBOOKS)
+	$(MAKE) --no-print-directory nbval-profile
 	$(MAKE) --no-print-directory book-strict
+	$(MAKE) --no-print-directory plain-check
 	$(MAKE) --no-print-directory browser-test
 	@$(PY) tests/tree_state.py check
 
 notebooks: env
 	@for nb in $(CHAPTERS); do $(MAKE) --no-print-directory notebook NB=$$nb || exit 1; done
+	$(MAKE) --no-print-directory plain-notebooks
+
+# Plain-Jupyter chapters (book/_ext/plain_notebooks.py): every HTML build writes them to
+# _build/html/notebooks/; book/notebooks/ holds the committed copies that Colab and Binder
+# open. plain-notebooks refreshes the copies, plain-check (in make test) compares them.
+plain-notebooks: book
+	mkdir -p book/notebooks
+	rm -f book/notebooks/*.ipynb
+	cp _build/html/notebooks/*.ipynb book/notebooks/
+
+plain-check: env
+	$(PY) book/_ext/plain_notebooks.py check _build/html/notebooks book/notebooks
+
+# JupyterLab on the chapters: jupyterlab-myst renders theorems, roles and math, and a .md
+# chapter opens as a notebook through jupytext (paired with its .ipynb). The settings in
+# book/_lab/overrides.json make the Jupytext notebook the default viewer of .md files.
+LAB_ARGS := --LabApp.app_settings_dir=$(CURDIR)/book/_lab --ServerApp.root_dir=$(CURDIR) \
+  $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: env
+	$(PY) -m jupyter lab $(LAB_ARGS) book/
 
 notebook: env
 	@test -n "$(NB)" || { echo "usage: make notebook NB=book/NN_name.md"; exit 2; }

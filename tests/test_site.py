@@ -101,10 +101,35 @@ def test_make_test_order():
         assert hits, f"`make test` has no step matching {pattern!r}: {steps}"
         return hits[0]
 
-    order = [index(r"\$\(PYTEST\).*--nbval"), index(r"\bbook-strict\b"),
+    order = [index(r"\$\(PYTEST\).*\$\(NBVAL\)"), index(r"\bnbval-profile\b"),
+             index(r"\bbook-strict\b"), index(r"\bplain-check\b"),
              index(r"\bbrowser-test\b"), index(r"tree_state\.py check")]
     assert order == sorted(order), f"`make test` steps out of order: {steps}"
     assert any("tests/browser" in s for s in _recipe("browser-test"))
+    assert re.search(r"^NBVAL\s*:=\s*--nbval ", MAKEFILE, re.M)
+
+
+def test_nbval_runs_under_another_floating_point_profile():
+    """The second nbval run imitates another CPU: XLA limited to SSE4.2, OpenBLAS on its
+    Prescott kernels, one BLAS thread; the same stored outputs must pass."""
+    profile = re.search(r"^FP_PROFILE\s*:=((?:.*\\\n)*.*)$", MAKEFILE, re.M).group(1)
+    for flag in ("XLA_FLAGS=--xla_cpu_max_isa=SSE4_2", "OPENBLAS_CORETYPE=Prescott",
+                 "OPENBLAS_NUM_THREADS=1"):
+        assert flag in profile, flag
+    steps = _recipe("nbval-profile")
+    assert any(s.startswith("$(FP_PROFILE) $(PYTEST)") and "$(NBVAL)" in s
+               and "$(NOTEBOOKS)" in s for s in steps), steps
+
+
+def test_make_lab_opens_markdown_chapters_as_notebooks():
+    import json
+
+    steps = " ".join(_recipe("lab"))
+    assert "jupyter lab" in steps and "$(LAB_ARGS)" in steps
+    assert "book/_lab" in MAKEFILE
+    viewers = json.loads((ROOT / "book" / "_lab" / "overrides.json").read_text())[
+        "@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
+    assert viewers == {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}
 
 
 def test_pytest_tests_does_not_collect_the_browser_tests():

@@ -10,7 +10,8 @@ For each page listed in ``_toc.yml`` (served from ``_build/html`` on localhost):
 - every internal link resolves (HTTP 200) and every anchor exists on its target page;
 - the theorem-like blocks (``{prf:...}``), exercises and solutions of the source are all
   rendered, each dropdown solution with its toggle button;
-- chapters built from notebooks have Colab and Binder launch links and a .ipynb download.
+- chapters built from notebooks have Colab and Binder launch links and a .ipynb download,
+  all to the chapter's plain-Jupyter copy (``book/notebooks/``).
 
 A screenshot of each page is saved in ``_build/screenshots/``. Two pages are also opened from
 disk (``file://``) with the network cut off, as a reader of a downloaded build would.
@@ -209,9 +210,12 @@ def _launch_urls(doc: str) -> list[str]:
     org_repo = "/".join(repo.split("/")[-2:])
     launch = CONFIG["launch_buttons"]
     ui = {"classic": "tree", "jupyterlab": "lab/tree"}[launch.get("notebook_interface", "classic")]
+    # they open the plain-Jupyter copy of the chapter (book/_ext/plain_notebooks.py)
+    plain = f"book/notebooks/{doc.rsplit('/', 1)[-1]}.ipynb"
+    assert (ROOT / plain).is_file(), f"{plain} is missing: run `make plain-notebooks`"
     return [
-        f"{launch['colab_url'].rstrip('/')}/github/{org_repo}/blob/{branch}/{doc}.ipynb",
-        f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{org_repo}/{branch}?urlpath={ui}/{doc}.ipynb",
+        f"{launch['colab_url'].rstrip('/')}/github/{org_repo}/blob/{branch}/{plain}",
+        f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{org_repo}/{branch}?urlpath={ui}/{plain}",
     ]
 
 
@@ -290,8 +294,8 @@ def test_page(doc: str, browser, server: str, site: pathlib.Path, screenshots: p
     if is_notebook_page(doc):
         hrefs = set(report["links"])
         problems += [f"no launch link {u}" for u in _launch_urls(doc) if u not in hrefs]
-        if f"{server}_sources/{doc}.ipynb" not in hrefs:
-            problems.append("no .ipynb download link")
+        if f"{server}notebooks/{doc.rsplit('/', 1)[-1]}.ipynb" not in hrefs:
+            problems.append("no .ipynb download link to the plain notebook")
 
     assert not problems, f"{doc}:\n  " + "\n  ".join(problems)
 
