@@ -74,6 +74,12 @@ random_features
     ``random_features(x, W)`` = sigma(x W^T / sqrt(d)) / sqrt(N) (an (n, N) feature matrix);
     ``min_norm_fit(Phi, y)`` = Phi^+ y and ``ridge_fit(Phi, y, ridge)`` =
     (Phi^T Phi + ridge I)^{-1} Phi^T y, both by SVD.
+ensembles
+    ``init_ensemble(model, keys, d_in)``: one initialization per key, stacked;
+    ``to_standard(model, params)``: NTK -> standard parameterization (same function);
+    ``standard_ntk_factors(model, params)``: D with K_SP = G D G^T;
+    ``excess_kurtosis(samples)`` -> (kurtosis, standard error);
+    ``trained_ensemble_gp(...)`` -> (mean, cov) of networks trained in the kernel regime.
 """
 # One import line per module, and one line of the same names in ``__all__`` below.
 from . import plotting
@@ -89,6 +95,7 @@ from .analytic import Kernels, analytic_kernels
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
+from .ensembles import excess_kurtosis, init_ensemble, standard_ntk_factors, to_standard, trained_ensemble_gp  # noqa: E501
 from .plotting import COLORS, loglog_with_fit, use_style
 
 __all__ = [
@@ -105,5 +112,6 @@ __all__ = [
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "kernel_regression",
     "min_norm_fit", "random_features", "ridge_fit",
+    "excess_kurtosis", "init_ensemble", "standard_ntk_factors", "to_standard", "trained_ensemble_gp",  # noqa: E501
     "COLORS", "loglog_with_fit", "use_style",
 ]
