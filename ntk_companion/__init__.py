@@ -81,7 +81,7 @@ from . import plotting
 from . import sharding
 from .models import MLP, get_activation, nested_params
 from . import parameterizations
-from .parameterizations import ABCExponents, abc_exponents, layer_multipliers, lr_multipliers, scaled_lr  # noqa: E501
+from .parameterizations import ABCExponents, abc_exponents, hidden_features, layer_multipliers, lr_multipliers, scaled_lr  # noqa: E501
 from .losses import residual, square_loss
 from .training import gradient_descent, gradient_flow, rk4, square_loss_fn
 from .empirical import empirical_ntk, jacobian, ntk_vp
@@ -99,7 +99,8 @@ __all__ = [
     "sharding",
     "MLP", "get_activation", "nested_params",
     "parameterizations",
-    "ABCExponents", "abc_exponents", "layer_multipliers", "lr_multipliers", "scaled_lr",
+    "ABCExponents", "abc_exponents", "hidden_features", "layer_multipliers", "lr_multipliers",
+    "scaled_lr",
     "residual", "square_loss",
     "gradient_descent", "gradient_flow", "rk4", "square_loss_fn",
     "empirical_ntk", "jacobian", "ntk_vp",

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 
 from ._validation import check_choice, check_int, check_params, check_scalar
 
-__all__ = ["ABCExponents", "abc_exponents", "layer_multipliers",
+__all__ = ["ABCExponents", "abc_exponents", "hidden_features", "layer_multipliers",
            "lr_multipliers", "scaled_lr"]
 
 #: The values of ``MLP.parameterization``.
@@ -163,3 +163,34 @@ def scaled_lr(model: Any, params: Any, lr: float) -> list[dict[str, jax.Array]]:
     model._check_params(params, d_in)
     return [{k: jnp.asarray(lr * f, dtype=params[i][k].dtype) for k, f in layer.items()}
             for i, layer in enumerate(factors)]
+
+
+def hidden_features(model: Any, params: Any, x: jax.Array) -> list[jax.Array]:
+    """The hidden features of an MLP on a batch: ``[a^1(x), ..., a^L(x)]``, the
+    post-activations ``a^l = sigma(z^l)`` of the hidden layers, each of shape
+    ``(n, m_l)`` (an empty list for ``hidden=()``). Their movement during training is what
+    tells a kernel limit (``"ntk"``, ``"standard"``) from a feature-learning one (``"mup"``).
+
+    >>> import jax
+    >>> from ntk_companion import MLP
+    >>> net = MLP((4, 3))
+    >>> [a.shape for a in hidden_features(net, net.init(jax.random.PRNGKey(0), 2),
+    ...                                   jax.numpy.ones((5, 2)))]
+    [(5, 4), (5, 3)]
+    """
+    from .models import MLP, _dense, get_activation
+    from ._validation import as_array, check_batch, check_finite
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be an MLP, got {type(model).__name__}")
+    x = as_array(x, "x")
+    check_batch(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D of shape (n, d_in), got shape {tuple(x.shape)}")
+    check_finite(x, "x")
+    model._check_params(params, x.shape[1])
+    sigma = get_activation(model.activation)
+    a, out = x, []
+    for layer in params[:-1]:
+        a = sigma(_dense(model, layer, a))
+        out.append(a)
+    return out
