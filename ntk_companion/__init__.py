@@ -34,7 +34,8 @@ training
     ``rk4(vector_field, y0, t=, steps=)``: classical Runge-Kutta for ``y' = F(y)`` on a pytree;
     ``gradient_flow(loss_fn, params, t=, steps=)``: ``d theta/dt = -grad l`` by RK4;
     ``gradient_descent(loss_fn, params, lr=, steps=)``: ``theta <- theta - lr grad l``
-    (step ``k`` is time ``t = k lr``); ``square_loss_fn(apply_fn, x, y)`` builds ``l``.
+    (step ``k`` is time ``t = k lr``; ``lr`` a scalar or per-leaf step sizes);
+    ``square_loss_fn(apply_fn, x, y)`` builds ``l``.
 empirical
     ``jacobian(apply_fn, params, x)`` = G; ``empirical_ntk(apply_fn, params, x1, x2)`` =
     G(x1) G(x2)^T (methods "jacobian", "ntvp", "structured" (an MLP's kernel layer by layer,
@@ -85,6 +86,8 @@ ensembles
 from . import plotting
 from . import sharding
 from .models import MLP, get_activation, nested_params
+from . import parameterizations
+from .parameterizations import ABCExponents, abc_exponents, hidden_features, layer_multipliers, lr_multipliers, scaled_lr  # noqa: E501
 from .losses import residual, square_loss
 from .training import gradient_descent, gradient_flow, rk4, square_loss_fn
 from .empirical import empirical_ntk, jacobian, ntk_vp
@@ -102,6 +105,9 @@ __all__ = [
     "plotting",
     "sharding",
     "MLP", "get_activation", "nested_params",
+    "parameterizations",
+    "ABCExponents", "abc_exponents", "hidden_features", "layer_multipliers", "lr_multipliers",
+    "scaled_lr",
     "residual", "square_loss",
     "gradient_descent", "gradient_flow", "rk4", "square_loss_fn",
     "empirical_ntk", "jacobian", "ntk_vp",

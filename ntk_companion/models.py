@@ -16,6 +16,14 @@ Two parameterizations of a dense layer with fan-in ``n`` are offered.
 
       z = a W + b.
 
+* Maximal-update parameterization (``"mup"``, Yang & Hu 2021): as the NTK parameterization,
+  except that the readout multiplier is ``W_std / n`` instead of ``W_std / sqrt(n)``, and it is
+  trained with the step sizes of :func:`ntk_companion.parameterizations.scaled_lr` (``m`` times
+  larger). Its infinite-width limit learns features; with one hidden layer it is the
+  mean-field parameterization ``f(x) = (W_std / m) sum_j v_j sigma(z_j(x))``. The
+  multipliers, initializations and step sizes of every parameterization are tabulated in
+  :mod:`ntk_companion.parameterizations`.
+
 At initialization both describe the same distribution of functions (for one random key they
 give the *same* function: the standard weights are the NTK weights times
 ``W_std / sqrt(n)`` and ``b_std``). They differ in the gradients, hence in the NTK and in the
@@ -37,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _random
+from .parameterizations import PARAMETERIZATIONS, layer_multipliers
 from ._validation import (as_array, check_batch, check_choice, check_finite,
                           check_int, check_scalar, named_or_callable)
 
@@ -141,7 +150,8 @@ class MLP:
         activation: name (see :func:`get_activation`) or elementwise callable.
         W_std: weight scale ``sigma_w > 0``.
         b_std: bias scale ``sigma_b >= 0``; ``0`` means the network has no biases.
-        parameterization: ``"ntk"`` or ``"standard"``.
+        parameterization: ``"ntk"``, ``"standard"`` or ``"mup"`` (see
+            :mod:`ntk_companion.parameterizations`).
         out_dim: number of outputs; ``apply`` returns shape ``(n,)`` when it is 1.
 
     The instance is immutable and hashable, so ``model.apply`` can be passed to ``jax.jit``
@@ -170,7 +180,7 @@ class MLP:
         get_activation(self.activation)  # validates the name
         object.__setattr__(self, "W_std", check_scalar(self.W_std, "W_std", positive=True))
         object.__setattr__(self, "b_std", check_scalar(self.b_std, "b_std", nonnegative=True))
-        check_choice(self.parameterization, "parameterization", ("ntk", "standard"))
+        check_choice(self.parameterization, "parameterization", PARAMETERIZATIONS)
         object.__setattr__(self, "out_dim", check_int(self.out_dim, "out_dim", minimum=1))
 
     # ------------------------------------------------------------------ structure
@@ -199,7 +209,7 @@ class MLP:
     def init(self, key: jax.Array, d_in: int, dtype: Any = None) -> Params:
         """Draw initial parameters for inputs of dimension ``d_in``.
 
-        NTK parameterization: every ``W`` and ``b`` entry is N(0, 1).
+        NTK and maximal-update parameterizations: every ``W`` and ``b`` entry is N(0, 1).
         Standard parameterization: ``W ~ N(0, W_std^2 / fan_in)``, ``b ~ N(0, b_std^2)``,
         drawn as the same standard normals rescaled, so one key gives the same function in
         both parameterizations.
@@ -310,10 +320,16 @@ def _init_chunked(model: MLP, key: jax.Array, widths: tuple[int, ...],
     return params
 
 
-def _dense(model: MLP, layer: dict, a: jax.Array) -> jax.Array:
-    """One dense layer, ``z = (W_std/sqrt(fan_in)) a W + b_std b`` (NTK) or ``a W + b``."""
+def _dense(model: MLP, layer: dict, a: jax.Array, readout: bool = False) -> jax.Array:
+    """One dense layer, ``z = (W_std/sqrt(fan_in)) a W + b_std b`` (NTK) or ``a W + b``
+    (standard); muP: ``parameterizations.layer_multipliers`` (the readout's differs)."""
     W = layer["W"]
-    if model.parameterization == "ntk":
+    if model.parameterization == "mup":
+        c_w, c_b = layer_multipliers("mup", model.W_std, model.b_std, W.shape[0], readout)
+        z = c_w * (a @ W)
+        if "b" in layer:
+            z = z + c_b * layer["b"]
+    elif model.parameterization == "ntk":
         z = (model.W_std / math.sqrt(W.shape[0])) * (a @ W)
         if "b" in layer:
             z = z + model.b_std * layer["b"]
@@ -329,6 +345,6 @@ def _forward(model: MLP, params: Params, x: jax.Array) -> jax.Array:
     sigma = get_activation(model.activation)
     a = x
     for i, layer in enumerate(params):
-        z = _dense(model, layer, a)
+        z = _dense(model, layer, a, readout=i == model.depth)
         a = sigma(z) if i < model.depth else z
     return a[:, 0] if model.out_dim == 1 else a

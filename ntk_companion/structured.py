@@ -6,7 +6,9 @@ The math
 A dense layer ``l`` (``l = 1 .. L+1``) maps its input ``a^{l-1}`` (width ``n_{l-1}``, with
 ``a^0 = x``) to ``z^l = c_l a^{l-1} W_l + beta b_l``: NTK parameterization
 ``c_l = W_std / sqrt(n_{l-1})``, ``beta = b_std``; standard parameterization ``c_l = 1``,
-``beta = 1`` (its ``W`` and ``b`` are the raw parameters). With the backpropagated signal
+``beta = 1`` (its ``W`` and ``b`` are the raw parameters); maximal-update parameterization as
+NTK except the readout's ``c_{L+1} = W_std / n_L`` (``parameterizations.layer_multipliers``).
+With the backpropagated signal
 ``delta^l(x) = d f(x) / d z^l`` (a row vector of width ``n_l``), the gradients are
 
     d f / d W_l[j, k] = c_l a^{l-1}_j delta^l_k,      d f / d b_l[k] = beta delta^l_k,
@@ -53,6 +55,7 @@ import jax.numpy as jnp
 
 from . import _tiling, sharding
 from .models import MLP, _dense, get_activation
+from .parameterizations import layer_multipliers
 
 # The public entry is ``empirical_ntk(model.apply, params, x, method="structured")`` (or
 # "auto"); the functions here are its machinery, not part of the top-level namespace.
@@ -73,13 +76,11 @@ def mlp_of(apply_fn: Callable) -> MLP | None:
 def _coefficients(model: MLP, params: Params) -> list[tuple[float, float]]:
     """``(c_l^2, beta^2 [bias])`` of every dense layer."""
     out = []
-    for layer in params:
+    for i, layer in enumerate(params):
         fan_in = jnp.shape(layer["W"])[0]
-        if model.parameterization == "ntk":
-            scale, bias = model.W_std ** 2 / fan_in, model.b_std ** 2
-        else:
-            scale, bias = 1.0, 1.0
-        out.append((scale, bias if "b" in layer else 0.0))
+        c_w, c_b = layer_multipliers(model.parameterization, model.W_std, model.b_std, fan_in,
+                               readout=i == model.depth)
+        out.append((c_w ** 2, c_b ** 2 if "b" in layer else 0.0))
     return out
 
 
@@ -98,7 +99,7 @@ def features(model: MLP, params: Params, x: jax.Array) -> Features:
         a, acts = x, []
         for i, layer in enumerate(params):
             acts.append(a)
-            z = _dense(model, layer, a)
+            z = _dense(model, layer, a, readout=i == depth)
             if i < depth:
                 a = sigma(z + taps[i])
             else:

@@ -183,7 +183,8 @@ def _gd_scan(loss_fn: Callable, observe: Callable, params: PyTree, lr: jax.Array
 
     def inner(p, _):
         g = grad_fn(p)
-        return jax.tree_util.tree_map(lambda a, b: a - lr.astype(a.dtype) * b, p, g), None
+        return jax.tree_util.tree_map(lambda a, b, s: a - s.astype(a.dtype) * b, p, g,
+                                      lr), None
 
     def outer(p, _):
         p, _ = jax.lax.scan(inner, p, None, length=save_every)
@@ -191,6 +192,23 @@ def _gd_scan(loss_fn: Callable, observe: Callable, params: PyTree, lr: jax.Array
 
     pT, obs = jax.lax.scan(outer, params, None, length=steps // save_every)
     return pT, _stack_first(observe(params), obs)
+
+
+def _check_lr(lr: Any, params: PyTree) -> PyTree:
+    """``lr`` as a pytree shaped like ``params`` with one positive scalar per leaf."""
+    treedef = jax.tree_util.tree_structure(params)
+    if not isinstance(lr, (list, tuple, dict)):
+        lr = check_scalar(lr, "lr", positive=True)
+        dtype = _state_dtype(params)
+        return jax.tree_util.tree_unflatten(
+            treedef, [jnp.asarray(lr, dtype=dtype)] * treedef.num_leaves)
+    if jax.tree_util.tree_structure(lr) != treedef:
+        raise ValueError(f"lr must be a positive scalar or a pytree with the structure of "
+                         f"params ({treedef}), got {jax.tree_util.tree_structure(lr)}")
+    leaves = [check_scalar(s, "lr", positive=True) for s in jax.tree_util.tree_leaves(lr)]
+    return jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(s, dtype=jnp.result_type(p))
+                  for s, p in zip(leaves, jax.tree_util.tree_leaves(params))])
 
 
 def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, lr: float,
@@ -205,7 +223,10 @@ def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, 
     Args:
         loss_fn: ``loss_fn(params)`` -> scalar loss.
         params: initial parameters ``theta_0``.
-        lr: step size ``eta > 0``.
+        lr: step size ``eta > 0``; or a pytree with the structure of ``params`` holding one
+            positive scalar step size per leaf (per-layer learning rates, e.g.
+            :func:`ntk_companion.parameterizations.scaled_lr` for the maximal-update
+            parameterization).
         steps: number of steps (static); ``save_every`` must divide it.
         observe: ``observe(params)`` -> pytree recorded at the saved steps; default the loss.
 
@@ -215,13 +236,12 @@ def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, 
     """
     check_callable(loss_fn, "loss_fn")
     check_params(params, "params")
-    lr = check_scalar(lr, "lr", positive=True)
+    lr_tree = _check_lr(lr, params)
     steps, save_every = _check_steps(steps, save_every)
     if observe is None:
         observe = loss_fn
     check_callable(observe, "observe")
-    lr_arr = jnp.asarray(lr, dtype=_state_dtype(params))
-    pT, obs = _gd_scan(_static(loss_fn), _static(observe), params, lr_arr,
+    pT, obs = _gd_scan(_static(loss_fn), _static(observe), params, lr_tree,
                        steps=steps, save_every=save_every)
     ks = jnp.arange(0, steps + 1, save_every)
     return pT, ks, obs

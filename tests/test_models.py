@@ -141,7 +141,7 @@ def test_output_variance_at_init_matches_theory():
     (dict(W_std="1"), TypeError, "W_std"),
     (dict(b_std=-0.1), ValueError, "b_std"),
     (dict(b_std=float("inf")), ValueError, "b_std"),
-    (dict(parameterization="mup"), ValueError, "parameterization"),
+    (dict(parameterization="mean-field"), ValueError, "parameterization"),
     (dict(activation="swish"), ValueError, r"activation.*relu"),
     (dict(activation=3), TypeError, "activation"),
     (dict(out_dim=0), ValueError, "out_dim"),
