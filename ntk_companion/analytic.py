@@ -256,10 +256,12 @@ def _quadrature_moments(k11, k12, k22, *, sigma: Callable, order: int, rule: str
         a11, a12, a22 = args
         det = _det(a11, a12, a22)
         has_u = a11 > 0
-        a = jnp.sqrt(a11)
+        # _safe_sqrt: the determinant is 0 on the diagonal (x = x'), where a plain sqrt has
+        # an infinite derivative and the chain rule gives 0 * inf = NaN.
+        a = _safe_sqrt(a11)
         safe_a = jnp.where(has_u, a, 1)
         b = jnp.where(has_u, a12 / safe_a, 0)
-        c = jnp.where(has_u, jnp.sqrt(det / jnp.where(has_u, a11, 1)), jnp.sqrt(a22))
+        c = jnp.where(has_u, _safe_sqrt(det / jnp.where(has_u, a11, 1)), _safe_sqrt(a22))
         if rule == "polar":
             # Arcs of [0, pi) between the lines u = 0 (phi = pi/2) and v = 0.
             phi0 = jnp.mod(jnp.arctan2(-b, c), math.pi)
@@ -445,7 +447,10 @@ def _tile(x1: jax.Array, x2: jax.Array, row0: jax.Array, col0: jax.Array, diagon
             # them as their mirror image (quadrature is not symmetric in its arguments), so
             # that the result does not depend on the number of devices.
             lower = (row0 + i)[:, None] > (col0 + jnp.arange(n2))[None, :]
-    for _ in range(depth):
+
+    def layer(carry: tuple[jax.Array, ...], _: Any) -> tuple[tuple[jax.Array, ...], None]:
+        """One hidden layer (dense, then the activation) of the recursion."""
+        k11, k22, k12, theta = carry
         k11, k22 = w2 * k11 + b2, w2 * k22 + b2
         k12 = w2 * k12 + b2
         theta = k12 + w2 * theta
@@ -455,8 +460,7 @@ def _tile(x1: jax.Array, x2: jax.Array, row0: jax.Array, col0: jax.Array, diagon
             k12 = _from_triangle(m, rows, cols, k12.shape)
             theta = theta * _from_triangle(mdot, rows, cols, k12.shape)
             k11 = m[diag]
-            k22 = k11
-            continue
+            return (k11, k11, k12, theta), None
         ka, kb = k11[:, None], k22[None, :]
         if symmetric:
             k12 = k12.at[i, j].set(k11, mode="drop")
@@ -466,6 +470,12 @@ def _tile(x1: jax.Array, x2: jax.Array, row0: jax.Array, col0: jax.Array, diagon
         theta = theta * kdot
         k11 = moments(k11, k11, k11)[0]
         k22 = k11 if diagonal else moments(k22, k22, k22)[0]
+        return (k11, k22, k12, theta), None
+
+    # The hidden layers are identical: one scanned body, so that the compiled program (and
+    # the compile time) does not grow with the depth.
+    (k11, k22, k12, theta), _ = jax.lax.scan(layer, (k11, k22, k12, theta), None,
+                                             length=depth)
     k12 = w2 * k12 + b2
     theta = k12 + w2 * theta
     return k12, theta
