@@ -10,8 +10,10 @@ Conventions (used by every function)
 * Jacobian ``G`` (n x P), ``G_ij = d f(x_i; theta) / d theta_j`` with the parameters
   flattened in ``jax.flatten_util.ravel_pytree`` order; NTK Gram matrix ``H = G G^T``;
   then ``dr/dt = -H r`` and ``dl/dt = -r^T H r <= -2 lambda_min(H) l``.
-* Libraries that use the mean loss ``||r||^2 / (2n)`` run on the time scale
-  ``t_mean = n t``: time ``t`` here equals time ``t_mean = n t`` there.
+* Libraries that use the mean loss ``||r||^2 / (2N)`` over the ``N`` entries of the
+  residual run on the time scale ``t_mean = N t``: ``N = n`` for scalar targets and
+  ``N = n k`` for targets of shape ``(n, k)``, so time ``t_mean`` there is
+  ``t = t_mean / (n k)`` here.
 * NTK parameterization of a dense layer with fan-in ``n_in``:
   ``z = (W_std / sqrt(n_in)) W a + b_std b`` with ``W, b`` standard normal at
   initialization (the standard parameterization, ``z = W a + b`` with

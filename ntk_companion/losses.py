@@ -3,7 +3,8 @@
     r(theta) = f(X; theta) - y,        l(theta) = 1/2 sum_i r_i^2 = 1/2 ||r||^2.
 
 The loss is a sum, not a mean: with it gradient flow gives ``dr/dt = -H r``. A library that
-minimizes the mean loss ``||r||^2 / (2n)`` moves ``n`` times slower (time ``t_mean = n t``).
+minimizes the mean loss ``||r||^2 / (2N)`` over the ``N`` entries of the residual moves ``N``
+times slower: time ``t_mean = N t``, with ``N = n k`` for ``k`` outputs (``n`` for one).
 """
 from __future__ import annotations
 

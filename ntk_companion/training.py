@@ -12,7 +12,8 @@
   steps it approximates gradient flow at time ``t = k lr`` with an O(lr) error.
 
 With the sum loss ``l = 1/2 ||f(X) - y||^2`` of the course the residual obeys
-``dr/dt = -H r``; libraries that use the mean loss ``||r||^2/(2n)`` run on ``t_mean = n t``.
+``dr/dt = -H r``; libraries that use the mean loss ``||r||^2/(2N)`` over the ``N = n k``
+entries of an ``(n, k)`` residual run on ``t_mean = n k t`` (``n t`` for scalar targets).
 
 All three run a ``jax.lax.scan`` compiled with ``jax.jit`` (``steps`` and ``save_every`` are
 static). Instead of storing the whole trajectory they evaluate ``observe(state)`` at the saved
