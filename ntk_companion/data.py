@@ -15,9 +15,10 @@ from typing import Any, Callable, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._validation import (as_array, check_finite, check_int, check_rank, check_scalar,
-                          named_or_callable)
+                          is_concrete, named_or_callable)
 
 __all__ = ["unit_circle", "circle_points", "regression_1d", "target_fn", "gaussian_inputs"]
 
@@ -98,7 +99,14 @@ def regression_1d(key: jax.Array, n: int, *, noise: float = 0.0, target: Target 
     g = target_fn(target)
     kx, ke = jax.random.split(key)
     x = jnp.sort(jax.random.uniform(kx, (n,), _float(), minval=-1.0, maxval=1.0))
-    y = g(x) + noise * jax.random.normal(ke, (n,), _float())
+    gx = g(x)
+    if jnp.shape(gx) != x.shape:
+        raise ValueError(f"target must map the inputs elementwise (shape {x.shape}), got "
+                         f"shape {jnp.shape(gx)}")
+    if is_concrete(gx) and not bool(np.all(np.isfinite(np.asarray(gx)))):
+        raise ValueError("target returned NaN or infinite values on [-1, 1] (e.g. jnp.log "
+                         "of a negative input): pass a target defined on all of [-1, 1]")
+    y = gx + noise * jax.random.normal(ke, (n,), _float())
     return x[:, None], y
 
 

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from ._utils import static_callable
-from ._validation import check_callable, check_params, check_same_structure
+from ._validation import (as_array, check_callable, check_finite, check_params,
+                          check_same_structure)
 
 __all__ = ["linearize"]
 
@@ -53,6 +54,8 @@ def linearize(apply_fn: Callable[[PyTree, jax.Array], jax.Array], params0: PyTre
     def f_lin(params: PyTree, x: jax.Array) -> jax.Array:
         check_params(params, "params")
         check_same_structure(params, params0, "params", "params0")
+        x = as_array(x, "x")
+        check_finite(x, "x")
         return _f_lin(apply_static, params0, params, x)
 
     f_lin.__doc__ = ("Linearized model f(x; params0) + J(x; params0)(params - params0) of "

@@ -105,6 +105,9 @@ def nested_params(params: Params, width: int) -> Params:
     if not isinstance(params, (list, tuple)) or not params or not all(
             isinstance(layer, dict) and "W" in layer for layer in params):
         raise TypeError("params must be an MLP parameter list of layers {'W': ..., 'b': ...}")
+    for i, layer in enumerate(params):
+        for key, leaf in layer.items():
+            check_finite(as_array(leaf, f"params[{i}][{key!r}]"), f"params[{i}][{key!r}]")
     last = len(params) - 1
     for i, layer in enumerate(params[:-1]):
         fan_out = jnp.shape(layer["W"])[-1]
@@ -246,6 +249,8 @@ class MLP:
             if self.has_bias and tuple(jnp.shape(layer["b"])) != (want[1],):
                 raise ValueError(f"params[{i}]['b'] must have shape {(want[1],)}, got "
                                  f"{tuple(jnp.shape(layer['b']))}")
+            for key, leaf in layer.items():
+                check_finite(as_array(leaf, f"params[{i}][{key!r}]"), f"params[{i}][{key!r}]")
 
     def apply(self, params: Params, x: jax.Array) -> jax.Array:
         """Evaluate the network on a batch ``x`` of shape ``(n, d_in)``.

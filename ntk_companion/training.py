@@ -27,9 +27,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._validation import (as_array, check_callable, check_finite, check_int, check_params,
-                          check_scalar)
+                          check_scalar, is_concrete)
 from ._utils import static_callable as _static
 from .losses import square_loss
 
@@ -77,6 +78,40 @@ def _check_steps(steps: Any, save_every: Any) -> tuple[int, int]:
     if steps % save_every:
         raise ValueError(f"steps ({steps}) must be a multiple of save_every ({save_every})")
     return steps, save_every
+
+
+def _check_vector_field(vector_field: Callable, y0: PyTree) -> None:
+    """``vector_field(y0)`` must return a pytree of the structure and leaf shapes of ``y0``
+    (checked on shapes only, by ``jax.eval_shape``: nothing is computed)."""
+    try:
+        out = jax.eval_shape(vector_field, y0)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"vector_field failed on the state y0: {err}") from err
+    ta, tb = jax.tree_util.tree_structure(out), jax.tree_util.tree_structure(y0)
+    if ta != tb:
+        raise ValueError(f"vector_field must return a pytree shaped like y0 (the state), got "
+                         f"structure {ta} for a state of structure {tb}")
+    for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(y0)):
+        if tuple(a.shape) != tuple(jnp.shape(b)):
+            raise ValueError(f"vector_field must return leaves of the shapes of y0, got "
+                             f"shape {tuple(a.shape)} for a leaf of shape {tuple(jnp.shape(b))}")
+
+
+def _check_loss(loss_fn: Callable, params: PyTree) -> None:
+    """``loss_fn(params)`` must be a real scalar (checked on shapes, by ``jax.eval_shape``)."""
+    out = jax.eval_shape(loss_fn, params)
+    if not hasattr(out, "shape") or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"loss_fn must return a scalar loss, got shape {shape} "
+                         f"(sum or average a vector of losses)")
+
+
+def _check_diverged(state: PyTree, what: str, hint: str) -> None:
+    """Raise ``ValueError`` if a concrete final state holds NaN or infinity."""
+    for leaf in jax.tree_util.tree_leaves(state):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"{what} diverged: the final state holds NaN or infinite values. "
+                             f"{hint}")
 
 
 def _stack_first(first: PyTree, rest: PyTree) -> PyTree:
@@ -142,11 +177,14 @@ def rk4(vector_field: Callable[[PyTree], PyTree], y0: PyTree, *, t: float, steps
     if observe is None:
         observe = _identity
     check_callable(observe, "observe")
+    _check_vector_field(vector_field, y0)
     dtype = _state_dtype(y0)
     t_arr = jnp.asarray(t, dtype=dtype)
     yT, obs = _rk4_scan(_static(vector_field), _static(observe), y0, t_arr,
                         steps=steps, save_every=save_every)
     ts = t_arr * (jnp.arange(steps // save_every + 1, dtype=dtype) * (save_every / steps))
+    _check_diverged(yT, "rk4", "RK4 is stable for h lambda_max below about 2.8 (lambda_max "
+                    "the largest eigenvalue of the Jacobian of vector_field): increase steps")
     return yT, ts, obs
 
 
@@ -170,6 +208,7 @@ def gradient_flow(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, t: 
     """
     check_callable(loss_fn, "loss_fn")
     check_params(params, "params")
+    _check_loss(loss_fn, params)
     if observe is None:
         observe = loss_fn
     check_callable(observe, "observe")
@@ -218,6 +257,7 @@ def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, 
     check_params(params, "params")
     lr = check_scalar(lr, "lr", positive=True)
     steps, save_every = _check_steps(steps, save_every)
+    _check_loss(loss_fn, params)
     if observe is None:
         observe = loss_fn
     check_callable(observe, "observe")
@@ -225,6 +265,10 @@ def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, 
     pT, obs = _gd_scan(_static(loss_fn), _static(observe), params, lr_arr,
                        steps=steps, save_every=save_every)
     ks = jnp.arange(0, steps + 1, save_every)
+    lr_text = f"lr={lr:g}" if isinstance(lr, float) else "lr"
+    _check_diverged(pT, "gradient_descent", f"{lr_text} is probably above the stability "
+                    f"limit 2 / lambda_max of the Hessian (for the square loss of a "
+                    f"linearized model, 2 / lambda_max(H) of the NTK Gram matrix)")
     return pT, ks, obs
 
 
