@@ -20,7 +20,10 @@ Conventions (used by every function)
   ``W ~ N(0, W_std^2/n_in)``, ``b ~ N(0, b_std^2)``, is offered too).
 * Functions work in the dtype they are given (enable ``jax_enable_x64`` for float64),
   validate their inputs (``ValueError``/``TypeError`` naming the argument) and can be
-  used under ``jax.jit`` (checks on values are skipped for tracers).
+  used under ``jax.jit``: the static checks (types, shapes, options) run at trace time;
+  the checks on values (NaN, negative times or scales, indefinite or singular kernels,
+  overflow) are staged with ``jax.experimental.checkify`` inside ``with jit_checks():``
+  and skipped under ``jit`` otherwise.
 
 API overview
 ------------
@@ -80,6 +83,7 @@ random_features
 # One import line per module, and one line of the same names in ``__all__`` below.
 from . import plotting
 from . import sharding
+from ._validation import jit_checks
 from .models import MLP, get_activation, nested_params
 from .losses import residual, square_loss
 from .training import gradient_descent, gradient_flow, rk4, square_loss_fn
@@ -96,6 +100,7 @@ from .plotting import COLORS, loglog_with_fit, use_style
 __all__ = [
     "plotting",
     "sharding",
+    "jit_checks",
     "MLP", "get_activation", "nested_params",
     "residual", "square_loss",
     "gradient_descent", "gradient_flow", "rk4", "square_loss_fn",

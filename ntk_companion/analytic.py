@@ -107,12 +107,16 @@ from numpy.polynomial.legendre import leggauss
 
 from . import _tiling, sharding
 from ._validation import (as_array, check_batch, check_choice, check_finite, check_int,
-                          check_same_features, check_scalar, is_concrete)
+                          check_same_features, check_scalar, is_concrete, value_check)
 
 __all__ = ["Kernels", "analytic_kernels"]
 
 _CLOSED_FORMS = ("relu", "erf", "identity")
 _QUADRATURES = ("hermite", "polar")
+#: Largest ``order`` of each rule: numpy's Gauss-Hermite weights are NaN from 371 nodes on
+#: and its Gauss-Laguerre nodes overflow from 187 (measured: the rules integrate 1 and
+#: ``z^2`` to 1e-12 up to these orders).
+MAX_ORDER = {"hermite": 360, "polar": 180}
 # Number of quadrature points handled at once (bounds memory at a few tens of MB).
 _POINTS_PER_BATCH = 2 ** 20
 #: ``block_size=None`` computes the kernels as one tile up to this many entries (n1 n2), and
@@ -370,6 +374,10 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
     b_std = check_scalar(b_std, "b_std", nonnegative=True)
     order = check_int(order, "order", minimum=2)
     check_choice(quadrature, "quadrature", _QUADRATURES)
+    if order > MAX_ORDER[quadrature]:
+        raise ValueError(f"order must be at most {MAX_ORDER[quadrature]} for "
+                         f"quadrature={quadrature!r} (numpy's nodes and weights are not finite "
+                         f"beyond), got {order}")
     if block_size is not None:
         block_size = check_int(block_size, "block_size", minimum=1)
     if not (isinstance(activation, str) or callable(activation)):
@@ -392,7 +400,19 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
     nngp, ntk = _recursion(x1, x1 if symmetric else x2, w2, b2, depth=depth, kind=kind,
                            sigma=sigma, order=order, rule=quadrature, symmetric=symmetric,
                            block_size=block_size, mesh=mesh)
+    finite = _all_finite(nngp, ntk)
+    message = (f"the kernels overflowed in {jnp.dtype(dtype).name} (non-finite entries): the "
+               f"inputs are too large (the input kernel x.x'/d and its images by the layers "
+               f"must stay below the largest {jnp.dtype(dtype).name}); rescale x1 and x2 "
+               f"(relu and identity kernels are homogeneous: K(c x, c x') = c^2 K(x, x') "
+               f"for b_std = 0) or use float64")
+    value_check(finite, message)
     return Kernels(nngp=nngp, ntk=ntk)
+
+
+@jax.jit
+def _all_finite(nngp: jax.Array, ntk: jax.Array) -> jax.Array:
+    return jnp.all(jnp.isfinite(nngp)) & jnp.all(jnp.isfinite(ntk))
 
 
 @functools.partial(jax.jit, static_argnames=("depth", "kind", "sigma", "order", "rule",

@@ -27,6 +27,7 @@ Parameters are a list with one dict per dense layer, ``{"W": (fan_in, fan_out), 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -38,7 +39,7 @@ import numpy as np
 
 from . import _random
 from ._validation import (as_array, check_batch, check_choice, check_finite,
-                          check_int, check_scalar, named_or_callable)
+                          check_int, check_scalar, is_concrete, named_or_callable)
 
 __all__ = ["MLP", "get_activation", "nested_params"]
 
@@ -79,9 +80,49 @@ def get_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
 
     Known names: ``"relu"`` (max(x, 0)), ``"erf"``, ``"tanh"``, ``"identity"``, ``"gelu"``
     (exact, x Phi(x)) and ``"softplus"`` (log(1 + e^x)). A callable is returned unchanged;
-    it must map an array elementwise to an array of the same shape.
+    it must map an array elementwise to an array of the same shape; this is checked (once
+    per callable, on 7 points of ``[-3, 3]``: each output entry must equal the output for
+    that entry alone), and a ``ValueError`` names ``activation`` otherwise (e.g.
+    ``jax.nn.softmax``).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> [float(v) for v in ntk.get_activation("relu")(jnp.array([-1.0, 2.0]))]
+    [0.0, 2.0]
     """
-    return named_or_callable(activation, "activation", _ACTIVATIONS)
+    fn = named_or_callable(activation, "activation", _ACTIVATIONS)
+    if not isinstance(activation, str):
+        try:
+            hash(fn)
+        except TypeError:
+            _check_elementwise.__wrapped__(fn)
+        else:
+            _check_elementwise(fn)
+    return fn
+
+
+@functools.lru_cache(maxsize=256)
+def _check_elementwise(fn: Callable[[jax.Array], jax.Array]) -> None:
+    """Raise unless ``fn`` maps arrays elementwise (probed on 7 points; skipped inside a
+    trace, where the probe's values are not known)."""
+    x = jnp.linspace(-3.0, 3.0, 7)
+    try:
+        out = fn(x)
+    except Exception as err:  # noqa: BLE001 (any failure of a user callable)
+        raise TypeError(f"activation must map an array elementwise, but calling it on an "
+                        f"array failed: {err}") from err
+    if tuple(jnp.shape(out)) != x.shape:
+        raise ValueError(f"activation must map an array elementwise to an array of the same "
+                         f"shape, got shape {tuple(jnp.shape(out))} for an input of shape "
+                         f"{x.shape}")
+    if not is_concrete(out):
+        return
+    alone = np.array([np.asarray(fn(x[i:i + 1])).reshape(-1)[0] for i in range(x.shape[0])])
+    out = np.asarray(out, dtype=np.float64)
+    if np.max(np.abs(out - alone)) > 1e-5 * (1 + np.max(np.abs(out))):
+        raise ValueError("activation must be elementwise: its output for an entry depends on "
+                         "the other entries of the array (e.g. softmax or a normalization); "
+                         "pass a function applied entry by entry")
 
 
 def nested_params(params: Params, width: int) -> Params:

@@ -88,9 +88,20 @@ class use_devices:  # noqa: N801 (used like a function: ``with use_devices(...):
 
     def __init__(self, devs: Sequence[Any] | None) -> None:
         if devs is not None:
+            if isinstance(devs, (str, bytes)) or not hasattr(devs, "__iter__"):
+                raise TypeError(f"devs must be a sequence of jax devices (e.g. "
+                                f"jax.devices()[:2]) or None, got {type(devs).__name__} "
+                                f"{devs!r}")
             devs = tuple(devs)
             if not devs:
                 raise ValueError("use_devices needs at least one device (or None for all)")
+            for dev in devs:
+                if not isinstance(dev, jax.Device):
+                    raise TypeError(f"devs must hold jax devices (e.g. jax.devices()[:2]), "
+                                    f"not {type(dev).__name__} {dev!r}; device ids map "
+                                    f"to devices with [jax.devices()[i] for i in ids]")
+            if len(set(devs)) != len(devs):
+                raise ValueError(f"devs must not repeat a device, got {list(devs)}")
         self.devs = devs
 
     def __enter__(self) -> None:
