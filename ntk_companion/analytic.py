@@ -117,6 +117,12 @@ _QUADRATURES = ("hermite", "polar")
 #: and its Gauss-Laguerre nodes overflow from 187 (measured: the rules integrate 1 and
 #: ``z^2`` to 1e-12 up to these orders).
 MAX_ORDER = {"hermite": 360, "polar": 180}
+#: The Hermite rule with ``order`` nodes is used only while every pre-activation variance
+#: ``K(x, x)`` of the recursion is at most ``order / HERMITE_NODES_PER_VARIANCE``: its nodes
+#: are spaced ``~ sqrt(K / order)`` apart in ``u``, and a saturating activation (``tanh``,
+#: ``erf``, whose derivative is a bump of width ~1) needs ``order >= 48 K`` for a relative
+#: error ~1e-7 (measured: tanh 1e-10 at ``order / K = 96``, 1e-4 at 24).
+HERMITE_NODES_PER_VARIANCE = 48
 # Number of quadrature points handled at once (bounds memory at a few tens of MB).
 _POINTS_PER_BATCH = 2 ** 20
 #: ``block_size=None`` computes the kernels as one tile up to this many entries (n1 n2), and
@@ -388,6 +394,8 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
         from .models import get_activation  # the MLP's activations: same names, same functions
 
         kind, sigma = "quadrature", get_activation(activation)
+    if kind == "quadrature" and quadrature == "hermite":
+        _check_smooth_at_zero(sigma)
     dtype = x1.dtype
     n1 = x1.shape[0]
     n2 = n1 if symmetric else x2.shape[0]
@@ -395,6 +403,17 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
         block_size = AUTO_BLOCK
     mesh = sharding.row_mesh()
     w2, b2 = jnp.asarray(W_std, dtype) ** 2, jnp.asarray(b_std, dtype) ** 2
+    if kind == "quadrature" and quadrature == "hermite":
+        inputs = x1 if symmetric else jnp.concatenate([x1, x2])
+        q_max = _max_variance(inputs, w2, b2, depth=depth, sigma=sigma, order=order)
+        limit = order / HERMITE_NODES_PER_VARIANCE
+        value_check(q_max <= limit,
+                    f"the pre-activation variance K(x, x) of the recursion exceeds "
+                    f"order / {HERMITE_NODES_PER_VARIANCE} = {limit:.3g}, where the Hermite "
+                    f"rule of order={order} loses accuracy"
+                    + (f" (it reaches {float(q_max):.3g})" if is_concrete(q_max) else "")
+                    + f": pass order >= {HERMITE_NODES_PER_VARIANCE} * max K(x, x) (at most "
+                    f"{MAX_ORDER['hermite']}), or rescale the inputs / W_std, b_std")
     if mesh is not None:
         x1, x2, w2, b2 = sharding.global_inputs((x1, x2, w2, b2), mesh)
     nngp, ntk = _recursion(x1, x1 if symmetric else x2, w2, b2, depth=depth, kind=kind,
@@ -408,6 +427,38 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
                f"for b_std = 0) or use float64")
     value_check(finite, message)
     return Kernels(nngp=nngp, ntk=ntk)
+
+
+def _check_smooth_at_zero(sigma: Callable) -> None:
+    """Raise ``ValueError`` if ``sigma'`` jumps at 0 (relu, leaky relu, abs as callables):
+    the Hermite rule then converges only like ``1 / order`` (2e-2 for relu at order 96 and
+    360, measured), while the polar rule is exact for piecewise-linear activations."""
+    x = jnp.asarray([-1e-6, 1e-6], jnp.result_type(float))
+    try:
+        left, right = (float(v) for v in jax.vmap(jax.grad(sigma))(x))
+    except Exception:  # noqa: BLE001 (an activation without a derivative fails later, clearly)
+        return
+    if abs(right - left) > 1e-3 * (1 + abs(left) + abs(right)):
+        raise ValueError(f"the activation has a kink at 0 (its derivative jumps from {left:.3g} "
+                         f"to {right:.3g}): the default Hermite rule is only ~1e-2 accurate "
+                         f"there; pass quadrature='polar' (e.g. order=16), or the name 'relu' "
+                         f"for the closed form")
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "sigma", "order"))
+def _max_variance(x: jax.Array, w2: jax.Array, b2: jax.Array, *, depth: int,
+                  sigma: Callable, order: int) -> jax.Array:
+    """The largest pre-activation variance ``K(x, x)`` over the hidden layers of the
+    recursion (the diagonal only: ``n`` one-point moments per layer)."""
+    q = jnp.sum(x * x, axis=1) / x.shape[1]
+
+    def layer(q: jax.Array, _: Any) -> tuple[jax.Array, jax.Array]:
+        q = w2 * q + b2
+        return _quadrature_moments(q, q, q, sigma=sigma, order=order, rule="hermite")[0], \
+            jnp.max(q)
+
+    _, q_max = jax.lax.scan(layer, q, None, length=depth)
+    return jnp.max(q_max)
 
 
 @jax.jit
