@@ -72,6 +72,11 @@ dynamics
     trained by gradient flow to time ``t`` (scalar, 1-D array or ``inf``, where a singular
     ``K`` gives the minimum-norm interpolant); ``loss_bound(l0, lambda_min, t)`` =
     l0 exp(-2 lambda_min t); ``train_loss_curve(K_train, y, t)`` = 1/2 ||r(t)||^2.
+ensemble
+    ``predict_ensemble(k_train, y, t, k_test_train=, k_test=, get=, diag_reg=,
+    diag_reg_relative=)`` -> ``Gaussian(mean, cov)``: the distribution over initializations
+    of infinitely wide networks trained by gradient flow (NTK, Lee et al. 2019) or of the
+    readout-only / Bayesian NNGP posterior, at time ``t`` or ``inf``.
 regression
     ``kernel_regression(K_train, y, K_test_train, ridge)`` = K_* (K + ridge I)^{-1} y by a
     Cholesky solve (a non-positive-definite ``K`` raises and suggests a ridge).
@@ -93,6 +98,7 @@ from .diagnostics import eigh_descending, fit_power_law, flatten, min_eigenvalue
 from .data import circle_points, gaussian_inputs, regression_1d, target_fn, unit_circle
 from .analytic import Kernels, analytic_kernels
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
+from .ensemble import Gaussian, predict_ensemble
 from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
 from .plotting import COLORS, loglog_with_fit, use_style
@@ -110,6 +116,7 @@ __all__ = [
     "circle_points", "gaussian_inputs", "regression_1d", "target_fn", "unit_circle",
     "Kernels", "analytic_kernels",
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
+    "Gaussian", "predict_ensemble",
     "kernel_regression",
     "min_norm_fit", "random_features", "ridge_fit",
     "COLORS", "loglog_with_fit", "use_style",
