@@ -70,7 +70,7 @@ class jit_checks:  # noqa: N801 (used like a function: ``with jit_checks():``)
     >>> K, y = jnp.eye(2), jnp.ones(2)
     >>> with ntk.jit_checks():
     ...     err, out = checkify.checkify(jax.jit(lambda t: ntk.predict(K, y, t).train))(-1.0)
-    >>> print(err.get().split(" (")[0])
+    >>> print(err.get().split(" (`check`")[0])
     t must be non-negative (time runs forward)
     """
 
