@@ -39,7 +39,8 @@ training
     ``rk4(vector_field, y0, t=, steps=)``: classical Runge-Kutta for ``y' = F(y)`` on a pytree;
     ``gradient_flow(loss_fn, params, t=, steps=)``: ``d theta/dt = -grad l`` by RK4;
     ``gradient_descent(loss_fn, params, lr=, steps=)``: ``theta <- theta - lr grad l``
-    (step ``k`` is time ``t = k lr``); ``square_loss_fn(apply_fn, x, y)`` builds ``l``.
+    (step ``k`` is time ``t = k lr``); ``square_loss_fn(apply_fn, x, y)`` builds ``l``;
+    ``max_learning_rate(H)`` = 2 / lambda_max(H), the stability limit of gradient descent.
 empirical
     ``jacobian(apply_fn, params, x)`` = G; ``empirical_ntk(apply_fn, params, x1, x2)`` =
     G(x1) G(x2)^T (methods "jacobian", "ntvp", "structured" (an MLP's kernel layer by layer,
@@ -77,6 +78,9 @@ ensemble
     diag_reg_relative=)`` -> ``Gaussian(mean, cov)``: the distribution over initializations
     of infinitely wide networks trained by gradient flow (NTK, Lee et al. 2019) or of the
     readout-only / Bayesian NNGP posterior, at time ``t`` or ``inf``.
+monte_carlo
+    ``monte_carlo_kernels(init_fn, apply_fn, key, x1, x2, n_samples=)`` -> ``Kernels``: the
+    NNGP kernel and NTK of any finite network averaged over initializations, by tiles.
 regression
     ``kernel_regression(K_train, y, K_test_train, ridge)`` = K_* (K + ridge I)^{-1} y by a
     Cholesky solve (a non-positive-definite ``K`` raises and suggests a ridge).
@@ -91,7 +95,7 @@ from . import sharding
 from ._validation import jit_checks
 from .models import MLP, get_activation, nested_params
 from .losses import residual, square_loss
-from .training import gradient_descent, gradient_flow, rk4, square_loss_fn
+from .training import gradient_descent, gradient_flow, max_learning_rate, rk4, square_loss_fn
 from .empirical import empirical_ntk, jacobian, ntk_vp
 from .linearize import linearize
 from .diagnostics import eigh_descending, fit_power_law, flatten, min_eigenvalue, relative_change, spectral_components, weight_movement  # noqa: E501
@@ -99,6 +103,7 @@ from .data import circle_points, gaussian_inputs, regression_1d, target_fn, unit
 from .analytic import Kernels, analytic_kernels
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .ensemble import Gaussian, predict_ensemble
+from .monte_carlo import monte_carlo_kernels
 from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
 from .plotting import COLORS, loglog_with_fit, use_style
@@ -109,7 +114,7 @@ __all__ = [
     "jit_checks",
     "MLP", "get_activation", "nested_params",
     "residual", "square_loss",
-    "gradient_descent", "gradient_flow", "rk4", "square_loss_fn",
+    "gradient_descent", "gradient_flow", "max_learning_rate", "rk4", "square_loss_fn",
     "empirical_ntk", "jacobian", "ntk_vp",
     "linearize",
     "eigh_descending", "fit_power_law", "flatten", "min_eigenvalue", "relative_change", "spectral_components", "weight_movement",  # noqa: E501
@@ -117,6 +122,7 @@ __all__ = [
     "Kernels", "analytic_kernels",
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "Gaussian", "predict_ensemble",
+    "monte_carlo_kernels",
     "kernel_regression",
     "min_norm_fit", "random_features", "ridge_fit",
     "COLORS", "loglog_with_fit", "use_style",

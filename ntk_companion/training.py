@@ -30,11 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._validation import (as_array, check_callable, check_finite, check_int, check_params,
-                          check_scalar, is_concrete)
+                          check_scalar, check_symmetric, is_concrete)
 from ._utils import static_callable as _static
 from .losses import square_loss
 
-__all__ = ["rk4", "gradient_flow", "gradient_descent", "square_loss_fn"]
+__all__ = ["rk4", "gradient_flow", "gradient_descent", "square_loss_fn", "max_learning_rate"]
 
 PyTree = Any
 
@@ -289,3 +289,33 @@ def square_loss_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], x: jax.Ar
         return square_loss(apply_fn, params, x, y)
 
     return loss_fn
+
+
+def max_learning_rate(H: Any, *, n_entries: int = 1) -> float:
+    r"""The largest stable step of gradient descent on the square loss of a linearized model
+    with NTK Gram matrix ``H``: ``2 / lambda_max(H)`` for the sum loss (the residual obeys
+    ``r <- (I - lr H) r``, which diverges along the top eigenvector once
+    ``lr lambda_max > 2``). For a mean loss over ``N`` entries (``N = n k`` for ``k``
+    outputs) pass ``n_entries=N``: the bound is then ``2 N / lambda_max``.
+
+    Args:
+        H: ``(n, n)`` symmetric positive semi-definite kernel (not all zero).
+        n_entries: ``N >= 1``, the number of entries the loss averages over (1: sum loss).
+
+    Returns:
+        ``2 n_entries / lambda_max(H)`` as a Python float.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.max_learning_rate(jnp.diag(jnp.array([4.0, 1.0])))
+    0.5
+    """
+    H = as_array(H, "H")
+    check_symmetric(H, "H")
+    check_finite(H, "H")
+    n_entries = check_int(n_entries, "n_entries", minimum=1)
+    lam_max = float(np.max(np.linalg.eigvalsh(np.asarray(H, dtype=np.float64))))
+    if not lam_max > 0:
+        raise ValueError(f"H must have a positive eigenvalue (a nonzero kernel), got largest "
+                         f"eigenvalue {lam_max:.3g}")
+    return 2.0 * n_entries / lam_max

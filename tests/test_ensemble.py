@@ -106,3 +106,39 @@ def test_monte_carlo_ensemble_of_trained_wide_networks():
     assert max_z(_predict(t)) < 4
     assert max_z(_predict(0.0)) > 4
     assert max_z(_predict(t, get="nngp")) > 4
+
+
+def test_monte_carlo_kernels_tend_to_the_analytic_ones():
+    """64 initializations of width 256: within 5 standard errors (estimated from the
+    samples) plus the O(1/width) finite-width bias, and tiles give the same estimate."""
+    model = ntk.MLP(hidden=(256,), activation="erf", W_std=1.5, b_std=0.3)
+    key = jax.random.PRNGKey(2)
+    init = lambda k: model.init(k, D)  # noqa: E731
+    mc = ntk.monte_carlo_kernels(init, model.apply, key, X, XS, n_samples=64)
+    exact = ntk.analytic_kernels(X, XS, **KW)
+    few = ntk.monte_carlo_kernels(init, model.apply, key, X, XS, n_samples=4)
+    tiled = ntk.monte_carlo_kernels(init, model.apply, key, X, XS, n_samples=4, block_size=2)
+    np.testing.assert_allclose(tiled.ntk, few.ntk, rtol=1e-10)
+    scale = float(np.max(np.abs(exact.nngp)))
+    # NNGP: products of Gaussians, standard error ~ sqrt(2/64) of the scale
+    assert float(np.max(np.abs(mc.nngp - exact.nngp))) < 5 * np.sqrt(2 / 64) * scale
+    # NTK: the empirical NTK fluctuates by O(1/sqrt(width)) around its mean
+    rel = float(np.max(np.abs(mc.ntk - exact.ntk)) / np.max(np.abs(exact.ntk)))
+    assert rel < 5 / np.sqrt(256 * 64) + 4 / 256
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
+        ntk.monte_carlo_kernels(init, model.apply, key, X, n_samples=0)
+
+
+def test_max_learning_rate_is_the_stability_limit():
+    H = np.asarray(_kernels()[0].ntk)
+    lr = ntk.max_learning_rate(H)
+    np.testing.assert_allclose(lr, 2 / np.max(np.linalg.eigvalsh(H)), rtol=1e-12)
+    assert ntk.max_learning_rate(H, n_entries=6) == pytest.approx(6 * lr)
+    loss = lambda w: 0.5 * jnp.sum((phi @ w - Y) ** 2)  # noqa: E731
+    phi = np.linalg.cholesky(H + 1e-12 * np.eye(N_TRAIN))            # phi phi^T = H
+    below, _, _ = ntk.gradient_descent(loss, jnp.zeros(N_TRAIN), lr=0.98 * lr, steps=3000)
+    assert float(loss(below)) < 1e-3 * float(loss(jnp.zeros(N_TRAIN)))
+    above, _, obs = ntk.gradient_descent(loss, jnp.zeros(N_TRAIN), lr=1.02 * lr, steps=300)
+    assert float(obs[-1]) > 10 * float(obs[0])
+    with pytest.raises(ValueError, match="positive eigenvalue"):
+        ntk.max_learning_rate(np.zeros((2, 2)))
