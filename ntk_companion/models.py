@@ -188,8 +188,23 @@ class MLP:
         parameterization: ``"ntk"`` or ``"standard"``.
         out_dim: number of outputs; ``apply`` returns shape ``(n,)`` when it is 1.
 
+    ``b_std = 0`` versus a trainable zero bias: here ``b_std = 0`` removes the bias
+    parameters. In the NTK parameterization a trainable bias multiplied by ``b_std = 0``
+    (neural-tangents' ``b_std=0.``) is the same network with the same kernels. In the
+    standard parameterization a trainable bias *initialized* at 0 (neural-tangents'
+    ``b_std=0.``, ``parameterization="standard"``) is a different network: its gradient adds
+    1 per dense layer to the empirical NTK; it is not ``MLP(b_std=0,
+    parameterization="standard")`` (see the migration page of the book).
+
     The instance is immutable and hashable, so ``model.apply`` can be passed to ``jax.jit``
     as a static argument.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> model = ntk.MLP(hidden=(16,), activation="tanh", b_std=0.1)
+    >>> params = model.init(jax.random.PRNGKey(0), 3)
+    >>> model.apply(params, jax.numpy.ones((5, 3))).shape, model.num_params(3)
+    ((5,), 81)
     """
 
     hidden: tuple[int, ...] = (512, 512)
