@@ -57,6 +57,11 @@ def unit_circle(n: int, *, start: float = 0.0, stop: float = 2 * math.pi
     Returns:
         ``(x, angles)`` with ``x`` of shape ``(n, 2)`` (see :func:`circle_points`) and
         ``angles`` of shape ``(n,)``.
+
+    >>> import ntk_companion as ntk
+    >>> x, angles = ntk.unit_circle(4)
+    >>> x.shape, angles.shape
+    ((4, 2), (4,))
     """
     n = check_int(n, "n", minimum=1)
     start = check_scalar(start, "start")
@@ -92,6 +97,12 @@ def regression_1d(key: jax.Array, n: int, *, noise: float = 0.0, target: Target 
 
     Returns:
         ``(x, y)`` with ``x`` of shape ``(n, 1)`` and ``y`` of shape ``(n,)``.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> x, y = ntk.regression_1d(jax.random.PRNGKey(0), 5)
+    >>> x.shape, y.shape
+    ((5, 1), (5,))
     """
     _check_key(key)
     n = check_int(n, "n", minimum=1)
@@ -116,6 +127,12 @@ def gaussian_inputs(key: jax.Array, n: int, d: int, *, normalize: bool = False) 
     With ``normalize=True`` every row is rescaled to norm ``sqrt(d)`` (uniform on the sphere of
     radius ``sqrt(d)``), so ``x . x / d = 1``: the input kernel of the NTK recursion has unit
     diagonal and the kernels depend only on the angles between inputs.
+
+    >>> import jax, jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> x = ntk.gaussian_inputs(jax.random.PRNGKey(0), 3, 5, normalize=True)
+    >>> [round(float(v), 6) for v in jnp.sum(x * x, axis=1) / 5]
+    [1.0, 1.0, 1.0]
     """
     _check_key(key)
     n = check_int(n, "n", minimum=1)

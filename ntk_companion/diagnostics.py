@@ -58,6 +58,11 @@ def eigh_descending(H: jax.Array) -> tuple[jax.Array, jax.Array]:
     Returns ``(evals, evecs)``: ``evals[k] = lambda_k`` with ``lambda_1 >= lambda_2 >= ...``
     and ``evecs[:, k]`` the unit eigenvector of ``lambda_k``. The sign of every eigenvector is
     fixed so that its entry of largest magnitude is positive (reproducible output).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.eigh_descending(jnp.diag(jnp.array([1.0, 3.0])))[0].tolist()
+    [3.0, 1.0]
     """
     H = _symmetric_matrix(H, "H")
     evals, evecs = jnp.linalg.eigh(H)
@@ -124,6 +129,12 @@ def fit_power_law(x: Any, y: Any) -> tuple[float, float]:
 
     Returns:
         ``(slope, intercept)`` as Python floats.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> slope, _ = ntk.fit_power_law(jnp.array([1.0, 2.0, 4.0]), jnp.array([1.0, 0.25, 0.0625]))
+    >>> round(slope, 6)
+    -2.0
     """
     xs = np.asarray(as_array(x, "x"), dtype=np.float64)
     ys = np.asarray(as_array(y, "y"), dtype=np.float64)

@@ -196,6 +196,12 @@ def residual_flow(H: Any, r0: Any, t: Any) -> jax.Array:
 
     Returns:
         ``r(t)``: shape of ``r0``, with a leading axis of length ``T`` for 1-D ``t``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> r = ntk.residual_flow(jnp.diag(jnp.array([1.0, 0.0])), jnp.ones(2), jnp.inf)
+    >>> r.tolist()                                  # the null-space part stays
+    [0.0, 1.0]
     """
     H = _check_kernel(H, "H")
     r0 = _check_targets(r0, "r0", H.shape[0], "H")
@@ -279,6 +285,10 @@ def loss_bound(l0: Any, lambda_min: Any, t: Any) -> jax.Array:
 
     Returns:
         ``l0 * exp(-2 lambda_min t)``, with the shape of ``t``.
+
+    >>> import ntk_companion as ntk
+    >>> round(float(ntk.loss_bound(2.0, 0.5, 1.0)), 6)      # 2 exp(-1)
+    0.735759
     """
     l0 = check_scalar(l0, "l0", nonnegative=True)
     lambda_min = check_scalar(lambda_min, "lambda_min")
@@ -298,6 +308,12 @@ def train_loss_curve(K_train: Any, y: Any, t: Any, f0_train: Any = 0.0) -> jax.A
 
     Returns:
         scalar for scalar ``t``, shape ``(T,)`` for 1-D ``t``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> curve = ntk.train_loss_curve(jnp.eye(2), jnp.ones(2), jnp.array([0.0, jnp.inf]))
+    >>> curve.tolist()                              # 1/2 ||y||^2, then 0
+    [1.0, 0.0]
     """
     K = _check_kernel(K_train, "K_train")
     y = _check_targets(y, "y", K.shape[0], "K_train")

@@ -286,6 +286,12 @@ def jacobian(apply_fn: ApplyFn, params: PyTree, x: jax.Array) -> jax.Array:
         apply_fn: ``apply_fn(params, x)`` -> outputs of shape ``(n,)`` (or ``(n, 1)``).
         params: parameter pytree.
         x: inputs, shape ``(n, ...)``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> f = lambda w, x: x @ w                      # linear model: G = X
+    >>> ntk.jacobian(f, jnp.zeros(2), jnp.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
     """
     x = _check_apply_inputs(apply_fn, params, x, "x")
     _check_per_example(apply_fn, params, x, "x")
@@ -315,6 +321,12 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
     Returns:
         The kernel matrix, shape ``(n1, n2)``; with several devices a ``jax.Array`` sharded
         by rows (:mod:`ntk_companion.sharding`).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> x = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> ntk.empirical_ntk(lambda w, x: x @ w, jnp.zeros(2), x).tolist()   # X X^T
+    [[5.0, 11.0], [11.0, 25.0]]
     """
     x1 = _check_apply_inputs(apply_fn, params, x1, "x1")
     if x2 is not None:
@@ -370,6 +382,12 @@ def ntk_vp(apply_fn: ApplyFn, params: PyTree, x: jax.Array, v: jax.Array) -> jax
 
     Returns:
         ``H v``, the shape of ``v``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> x = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> ntk.ntk_vp(lambda w, x: x @ w, jnp.zeros(2), x, jnp.array([1.0, 0.0])).tolist()
+    [5.0, 11.0]
     """
     x = _check_apply_inputs(apply_fn, params, x, "x")
     v = as_array(v, "v")

@@ -45,6 +45,12 @@ def linearize(apply_fn: Callable[[PyTree, jax.Array], jax.Array], params0: PyTre
         ``f_lin(params, x)``, with the output shape of ``apply_fn``; ``params`` must have the
         pytree structure and leaf shapes of ``params0``. ``f_lin(params0, x) == f(x; params0)``
         exactly. ``f_lin`` can be passed anywhere ``apply_fn`` can (training, empirical NTK).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> f_lin = ntk.linearize(lambda w, x: jnp.sin(x @ w), jnp.zeros(1))
+    >>> float(f_lin(jnp.ones(1), jnp.array([[0.5]]))[0])          # sin(0) + cos(0) * 0.5
+    0.5
     """
     check_callable(apply_fn, "apply_fn")
     check_params(params0, "params0")

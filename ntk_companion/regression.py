@@ -39,6 +39,13 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
     Raises:
         ValueError: when ``K_train + ridge I`` is not positive definite (the Cholesky
             factorization fails), with a suggestion for ``ridge``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> K = jnp.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> fit = ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K)   # interpolates y
+    >>> bool(jnp.allclose(fit, jnp.array([1.0, 0.0])))
+    True
     """
     K = as_array(K_train, "K_train")
     check_symmetric(K, "K_train")

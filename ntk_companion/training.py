@@ -169,6 +169,12 @@ def rk4(vector_field: Callable[[PyTree], PyTree], y0: PyTree, *, t: float, steps
         ``(y_T, ts, observations)``: the state at ``t``; the saved times
         ``ts = [0, save_every h, ..., t]`` (``steps // save_every + 1`` of them); and the
         observations stacked along a new leading axis of that length.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> yT, ts, _ = ntk.rk4(lambda y: -y, jnp.ones(1), t=1.0, steps=20)   # y' = -y
+    >>> abs(float(yT[0]) - float(jnp.exp(-1.0))) < 1e-6
+    True
     """
     check_callable(vector_field, "vector_field")
     y0 = _check_state(y0, "y0")
@@ -205,6 +211,13 @@ def gradient_flow(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, t: 
 
     Returns:
         ``(params_T, ts, observations)`` as in :func:`rk4`.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> loss = lambda w: 0.5 * jnp.sum((w - 1.0) ** 2)       # w(t) = 1 - exp(-t) from 0
+    >>> wT, ts, losses = ntk.gradient_flow(loss, jnp.zeros(1), t=2.0, steps=50)
+    >>> abs(float(wT[0]) - (1 - float(jnp.exp(-2.0)))) < 1e-7
+    True
     """
     check_callable(loss_fn, "loss_fn")
     check_params(params, "params")
@@ -252,6 +265,13 @@ def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, 
     Returns:
         ``(params_T, ks, observations)``: final parameters, the saved step indices
         ``ks = [0, save_every, ..., steps]`` (times ``ks * lr``), and the stacked observations.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> loss = lambda w: 0.5 * jnp.sum((w - 1.0) ** 2)       # w_k = 1 - (1 - lr)^k
+    >>> wT, ks, losses = ntk.gradient_descent(loss, jnp.zeros(1), lr=0.5, steps=3)
+    >>> float(wT[0]), ks.tolist()
+    (0.875, [0, 1, 2, 3])
     """
     check_callable(loss_fn, "loss_fn")
     check_params(params, "params")
