@@ -40,7 +40,13 @@ def _check_key(key: Any) -> None:
 
 
 def circle_points(angles: Any) -> jax.Array:
-    """Points ``(cos a_i, sin a_i)`` on the unit circle, shape ``(n, 2)``, for 1-D ``angles``."""
+    """Points ``(cos a_i, sin a_i)`` on the unit circle, shape ``(n, 2)``, for 1-D ``angles``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.circle_points(jnp.array([0.0])).tolist()
+    [[1.0, 0.0]]
+    """
     a = as_array(angles, "angles")
     check_rank(a, "angles", 1)
     check_finite(a, "angles")
@@ -86,6 +92,11 @@ def target_fn(target: Target) -> Callable[[jax.Array], jax.Array]:
 
     Names: ``"sin"`` (sin(pi x)), ``"sin3"`` (sin(3 pi x)), ``"cubic"`` (x^3 - x/2), ``"abs"``
     (abs(x)), ``"step"`` (sign(x)). A callable is returned unchanged.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> float(ntk.target_fn(jnp.square)(jnp.array(3.0)))
+    9.0
     """
     return named_or_callable(target, "target", _TARGETS)
 

@@ -141,6 +141,12 @@ def nested_params(params: Params, width: int) -> Params:
     from width comparisons. (In the standard parameterization the weights of ``MLP.init`` are
     scaled for the wide fan-in, so the result is not the narrower network's initialization.)
     Traceable: slicing with the static ``width``.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> params = ntk.MLP(hidden=(8, 8)).init(jax.random.PRNGKey(0), 3)
+    >>> [layer["W"].shape for layer in ntk.nested_params(params, 2)]
+    [(3, 2), (2, 2), (2, 1)]
     """
     width = check_int(width, "width", minimum=1)
     if not isinstance(params, (list, tuple)) or not params or not all(

@@ -298,6 +298,12 @@ def square_loss_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], x: jax.Ar
     ready for :func:`gradient_flow` / :func:`gradient_descent`.
 
     ``x`` and ``y`` are validated once, here (feature dimension checked at the first call).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> loss_fn = ntk.square_loss_fn(lambda w, x: x @ w, jnp.ones((2, 1)), jnp.zeros(2))
+    >>> float(loss_fn(jnp.ones(1)))
+    1.0
     """
     check_callable(apply_fn, "apply_fn")
     x = as_array(x, "x")
