@@ -77,14 +77,27 @@ _override: list[tuple[Any, ...] | None] = [None]
 
 def devices() -> tuple[Any, ...]:
     """The devices kernel matrices are sharded over: those of
-    :class:`ntk_companion.sharding.use_devices`, else all of ``jax.devices()``."""
+    :class:`ntk_companion.sharding.use_devices`, else all of ``jax.devices()``.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> ntk.sharding.devices() == tuple(jax.devices())
+    True
+    """
     chosen = _override[-1]
     return tuple(jax.devices()) if chosen is None else chosen
 
 
 class use_devices:  # noqa: N801 (used like a function: ``with use_devices(...):``)
     """Context manager: within the ``with`` block, kernels are sharded over ``devs`` (a
-    single device: no sharding; ``None``: all devices). Reusable and nestable."""
+    single device: no sharding; ``None``: all devices). Reusable and nestable.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> with ntk.sharding.use_devices(jax.devices()[:1]):
+    ...     print(ntk.sharding.row_mesh())          # one device: no mesh, no sharding
+    None
+    """
 
     def __init__(self, devs: Sequence[Any] | None) -> None:
         if devs is not None:
