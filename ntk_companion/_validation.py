@@ -1,4 +1,4 @@
-"""Input validation shared by every public function of :mod:`ntk_companion`.
+"""Input validation shared by every public function of ``ntk_companion``.
 
 Each checker raises :class:`TypeError` (wrong kind of object) or :class:`ValueError`
 (right kind, wrong shape or value) with a message that names the offending argument,
@@ -8,7 +8,7 @@ Under ``jax.jit`` (or ``vmap``, ``grad``) the arguments are tracers. The static 
 every check (types, ranks, shapes, dtypes, integer and string options) still run, at trace
 time, and raise as usual. The checks on *values* (NaN or infinite entries, negative times,
 ``W_std <= 0``, an indefinite kernel, a singular system, ...) cannot raise from inside a
-compiled program; they are staged as :func:`jax.experimental.checkify.check` calls when
+compiled program; they are staged as ``jax.experimental.checkify.check`` calls when
 :class:`jit_checks` is on, and skipped otherwise:
 
 .. code-block:: python
@@ -59,7 +59,7 @@ _JIT_CHECKS: list[bool] = [False]
 class jit_checks:  # noqa: N801 (used like a function: ``with jit_checks():``)
     """Context manager: while it is active, the value checks of the package (NaN inputs,
     negative times or scales, indefinite or singular kernels, ...) on traced arguments are
-    staged with :func:`jax.experimental.checkify.check`, so that a function transformed by
+    staged with ``jax.experimental.checkify.check``, so that a function transformed by
     ``checkify.checkify`` reports them (module docstring). Trace the function inside the
     block (a jitted function traced before keeps its cached program, without the checks).
     Nestable; ``jit_checks(False)`` switches them off inside an outer block.
