@@ -10,15 +10,20 @@ Conventions (used by every function)
 * Jacobian ``G`` (n x P), ``G_ij = d f(x_i; theta) / d theta_j`` with the parameters
   flattened in ``jax.flatten_util.ravel_pytree`` order; NTK Gram matrix ``H = G G^T``;
   then ``dr/dt = -H r`` and ``dl/dt = -r^T H r <= -2 lambda_min(H) l``.
-* Libraries that use the mean loss ``||r||^2 / (2n)`` run on the time scale
-  ``t_mean = n t``: time ``t`` here equals time ``t_mean = n t`` there.
+* Libraries that use the mean loss ``||r||^2 / (2N)`` over the ``N`` entries of the
+  residual run on the time scale ``t_mean = N t``: ``N = n`` for scalar targets and
+  ``N = n k`` for targets of shape ``(n, k)``, so time ``t_mean`` there is
+  ``t = t_mean / (n k)`` here.
 * NTK parameterization of a dense layer with fan-in ``n_in``:
   ``z = (W_std / sqrt(n_in)) W a + b_std b`` with ``W, b`` standard normal at
   initialization (the standard parameterization, ``z = W a + b`` with
   ``W ~ N(0, W_std^2/n_in)``, ``b ~ N(0, b_std^2)``, is offered too).
 * Functions work in the dtype they are given (enable ``jax_enable_x64`` for float64),
   validate their inputs (``ValueError``/``TypeError`` naming the argument) and can be
-  used under ``jax.jit`` (checks on values are skipped for tracers).
+  used under ``jax.jit``: the static checks (types, shapes, options) run at trace time;
+  the checks on values (NaN, negative times or scales, indefinite or singular kernels,
+  overflow) are staged with ``jax.experimental.checkify`` inside ``with jit_checks():``
+  and skipped under ``jit`` otherwise.
 
 API overview
 ------------
@@ -35,7 +40,8 @@ training
     ``gradient_flow(loss_fn, params, t=, steps=)``: ``d theta/dt = -grad l`` by RK4;
     ``gradient_descent(loss_fn, params, lr=, steps=)``: ``theta <- theta - lr grad l``
     (step ``k`` is time ``t = k lr``; ``lr`` a scalar or per-leaf step sizes);
-    ``square_loss_fn(apply_fn, x, y)`` builds ``l``.
+    ``square_loss_fn(apply_fn, x, y)`` builds ``l``;
+    ``max_learning_rate(H)`` = 2 / lambda_max(H), the stability limit of gradient descent.
 empirical
     ``jacobian(apply_fn, params, x)`` = G; ``empirical_ntk(apply_fn, params, x1, x2)`` =
     G(x1) G(x2)^T (methods "jacobian", "ntvp", "structured" (an MLP's kernel layer by layer,
@@ -68,6 +74,14 @@ dynamics
     trained by gradient flow to time ``t`` (scalar, 1-D array or ``inf``, where a singular
     ``K`` gives the minimum-norm interpolant); ``loss_bound(l0, lambda_min, t)`` =
     l0 exp(-2 lambda_min t); ``train_loss_curve(K_train, y, t)`` = 1/2 ||r(t)||^2.
+ensemble
+    ``predict_ensemble(k_train, y, t, k_test_train=, k_test=, get=, diag_reg=,
+    diag_reg_relative=)`` -> ``Gaussian(mean, cov)``: the distribution over initializations
+    of infinitely wide networks trained by gradient flow (NTK, Lee et al. 2019) or of the
+    readout-only / Bayesian NNGP posterior, at time ``t`` or ``inf``.
+monte_carlo
+    ``monte_carlo_kernels(init_fn, apply_fn, key, x1, x2, n_samples=)`` -> ``Kernels``: the
+    NNGP kernel and NTK of any finite network averaged over initializations, by tiles.
 regression
     ``kernel_regression(K_train, y, K_test_train, ridge)`` = K_* (K + ridge I)^{-1} y by a
     Cholesky solve (a non-positive-definite ``K`` raises and suggests a ridge).
@@ -85,17 +99,20 @@ ensembles
 # One import line per module, and one line of the same names in ``__all__`` below.
 from . import plotting
 from . import sharding
+from ._validation import jit_checks
 from .models import MLP, get_activation, nested_params
 from . import parameterizations
 from .parameterizations import ABCExponents, abc_exponents, hidden_features, layer_multipliers, lr_multipliers, scaled_lr  # noqa: E501
 from .losses import residual, square_loss
-from .training import gradient_descent, gradient_flow, rk4, square_loss_fn
+from .training import gradient_descent, gradient_flow, max_learning_rate, rk4, square_loss_fn
 from .empirical import empirical_ntk, jacobian, ntk_vp
 from .linearize import linearize
 from .diagnostics import eigh_descending, fit_power_law, flatten, min_eigenvalue, relative_change, spectral_components, weight_movement  # noqa: E501
 from .data import circle_points, gaussian_inputs, regression_1d, target_fn, unit_circle
 from .analytic import Kernels, analytic_kernels
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
+from .ensemble import Gaussian, predict_ensemble
+from .monte_carlo import monte_carlo_kernels
 from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
 from .ensembles import excess_kurtosis, init_ensemble, standard_ntk_factors, to_standard, trained_ensemble_gp  # noqa: E501
@@ -104,18 +121,21 @@ from .plotting import COLORS, loglog_with_fit, use_style
 __all__ = [
     "plotting",
     "sharding",
+    "jit_checks",
     "MLP", "get_activation", "nested_params",
     "parameterizations",
     "ABCExponents", "abc_exponents", "hidden_features", "layer_multipliers", "lr_multipliers",
     "scaled_lr",
     "residual", "square_loss",
-    "gradient_descent", "gradient_flow", "rk4", "square_loss_fn",
+    "gradient_descent", "gradient_flow", "max_learning_rate", "rk4", "square_loss_fn",
     "empirical_ntk", "jacobian", "ntk_vp",
     "linearize",
     "eigh_descending", "fit_power_law", "flatten", "min_eigenvalue", "relative_change", "spectral_components", "weight_movement",  # noqa: E501
     "circle_points", "gaussian_inputs", "regression_1d", "target_fn", "unit_circle",
     "Kernels", "analytic_kernels",
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
+    "Gaussian", "predict_ensemble",
+    "monte_carlo_kernels",
     "kernel_regression",
     "min_norm_fit", "random_features", "ridge_fit",
     "excess_kurtosis", "init_ensemble", "standard_ntk_factors", "to_standard", "trained_ensemble_gp",  # noqa: E501

@@ -1,11 +1,26 @@
-"""Input validation shared by every public function of :mod:`ntk_companion`.
+"""Input validation shared by every public function of ``ntk_companion``.
 
 Each checker raises :class:`TypeError` (wrong kind of object) or :class:`ValueError`
 (right kind, wrong shape or value) with a message that names the offending argument,
 so that bad input never turns into silent garbage further down.
 
-The checks run on concrete arrays only: inside ``jax.jit`` the values are tracers and
-only the static parts of a check (rank, shape, dtype) are applied.
+Under ``jax.jit`` (or ``vmap``, ``grad``) the arguments are tracers. The static parts of
+every check (types, ranks, shapes, dtypes, integer and string options) still run, at trace
+time, and raise as usual. The checks on *values* (NaN or infinite entries, negative times,
+``W_std <= 0``, an indefinite kernel, a singular system, ...) cannot raise from inside a
+compiled program; they are staged as ``jax.experimental.checkify.check`` calls when
+:class:`jit_checks` is on, and skipped otherwise:
+
+.. code-block:: python
+
+    from jax.experimental import checkify
+    with ntk.jit_checks():                  # on while the function is traced
+        err, out = checkify.checkify(jax.jit(f))(args)
+    err.throw()                             # raises checkify.JaxRuntimeError naming the
+                                            # argument, as the eager ValueError does
+
+(Without ``checkify.checkify`` around the traced function, JAX refuses to stage a check:
+switch the value checks on only together with it.)
 """
 from __future__ import annotations
 
@@ -14,8 +29,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 __all__ = [
+    "jit_checks",
+    "value_check",
     "is_concrete",
     "check_test_train",
     "as_array",
@@ -33,6 +51,50 @@ __all__ = [
     "check_params",
     "check_same_structure",
 ]
+
+
+_JIT_CHECKS: list[bool] = [False]
+
+
+class jit_checks:  # noqa: N801 (used like a function: ``with jit_checks():``)
+    """Context manager: while it is active, the value checks of the package (NaN inputs,
+    negative times or scales, indefinite or singular kernels, ...) on traced arguments are
+    staged with ``jax.experimental.checkify.check``, so that a function transformed by
+    ``checkify.checkify`` reports them (module docstring). Trace the function inside the
+    block (a jitted function traced before keeps its cached program, without the checks).
+    Nestable; ``jit_checks(False)`` switches them off inside an outer block.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jax.experimental import checkify
+    >>> import ntk_companion as ntk
+    >>> K, y = jnp.eye(2), jnp.ones(2)
+    >>> with ntk.jit_checks():
+    ...     err, out = checkify.checkify(jax.jit(lambda t: ntk.predict(K, y, t).train))(-1.0)
+    >>> print(err.get().split(" (`check`")[0])
+    t must be non-negative (time runs forward)
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        if not isinstance(enabled, (bool, np.bool_)):
+            raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+        self.enabled = bool(enabled)
+
+    def __enter__(self) -> "jit_checks":
+        _JIT_CHECKS.append(self.enabled)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _JIT_CHECKS.pop()
+
+
+def value_check(ok: Any, message: str, error: type = ValueError) -> None:
+    """Raise ``error(message)`` if the concrete boolean ``ok`` is false; for a traced ``ok``
+    stage ``checkify.check(ok, message)`` when :class:`jit_checks` is on (else nothing)."""
+    if is_concrete(ok):
+        if not bool(np.all(np.asarray(ok))):
+            raise error(message)
+    elif _JIT_CHECKS[-1]:
+        checkify.check(jnp.all(ok), message.replace("{", "{{").replace("}", "}}"))
 
 
 def is_concrete(x: Any) -> bool:
@@ -69,8 +131,11 @@ def check_rank(x: jax.Array, name: str, rank: int | tuple[int, ...]) -> None:
 def check_finite(x: jax.Array, name: str) -> None:
     """Raise ``ValueError`` if a concrete ``x`` holds NaN or infinity."""
     # numpy, not jnp: inside a jit trace even an op on a concrete array returns a tracer
-    if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    if is_concrete(x):
+        if not np.all(np.isfinite(np.asarray(x))):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    else:
+        value_check(jnp.all(jnp.isfinite(x)), f"{name} contains NaN or infinite values")
 
 
 def check_square(x: jax.Array, name: str) -> None:
@@ -78,6 +143,9 @@ def check_square(x: jax.Array, name: str) -> None:
     check_rank(x, name, 2)
     if x.shape[0] != x.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty square matrix, got shape "
+                         f"{tuple(x.shape)}")
 
 
 def check_symmetric(x: jax.Array, name: str, *, rtol: float = 1e-6) -> None:
@@ -89,6 +157,9 @@ def check_symmetric(x: jax.Array, name: str, *, rtol: float = 1e-6) -> None:
         if float(np.max(np.abs(a - a.T))) > rtol * scale:
             raise ValueError(f"{name} must be symmetric (a kernel Gram matrix); "
                              f"max |A - A^T| = {float(np.max(np.abs(a - a.T))):.3g}")
+    else:
+        value_check(jnp.max(jnp.abs(x - x.T)) <= rtol * jnp.max(jnp.abs(x)),
+                    f"{name} must be symmetric (a kernel Gram matrix)")
 
 
 def check_time(t: Any, name: str = "t") -> jax.Array:
@@ -102,7 +173,11 @@ def check_time(t: Any, name: str = "t") -> jax.Array:
         if np.any(np.isnan(a)):
             raise ValueError(f"{name} contains NaN")
         if np.any(a < 0):
-            raise ValueError(f"{name} must be non-negative (time runs forward), got min {float(np.min(a))}")
+            raise ValueError(f"{name} must be non-negative (time runs forward), got min "
+                             f"{float(np.min(a))}")
+    else:
+        value_check(~jnp.any(jnp.isnan(arr)), f"{name} contains NaN")
+        value_check(jnp.all(arr >= 0), f"{name} must be non-negative (time runs forward)")
     return arr
 
 
@@ -157,6 +232,11 @@ def check_scalar(value: Any, name: str, *, positive: bool = False,
     if not is_concrete(value):
         if jnp.ndim(value) != 0:
             raise ValueError(f"{name} must be a scalar, got shape {tuple(jnp.shape(value))}")
+        value_check(jnp.isfinite(value), f"{name} must be finite")
+        if positive:
+            value_check(value > 0, f"{name} must be > 0")
+        if nonnegative:
+            value_check(value >= 0, f"{name} must be >= 0")
         return value
     try:
         arr = np.asarray(value)
@@ -212,8 +292,7 @@ def check_params(params: Any, name: str = "params") -> None:
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"{name} must hold floating-point arrays, found dtype {dtype}")
     for leaf in leaves:
-        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
-            raise ValueError(f"{name} contains NaN or infinite values")
+        check_finite(leaf, name)
 
 
 def check_same_structure(a: Any, b: Any, name_a: str, name_b: str) -> None:
@@ -232,6 +311,9 @@ def check_test_train(K_test_train: Any, n: int, name: str = "K_test_train") -> j
     """A finite 2-D kernel block between test and training inputs with ``n`` columns."""
     Ks = as_array(K_test_train, name)
     check_rank(Ks, name, 2)
+    if Ks.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row (test input), got shape "
+                         f"{tuple(Ks.shape)}")
     if Ks.shape[1] != n:
         raise ValueError(f"{name} must have {n} columns (one per training input, as "
                          f"K_train), got shape {tuple(Ks.shape)}")

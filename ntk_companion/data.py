@@ -15,9 +15,10 @@ from typing import Any, Callable, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._validation import (as_array, check_finite, check_int, check_rank, check_scalar,
-                          named_or_callable)
+                          is_concrete, named_or_callable)
 
 __all__ = ["unit_circle", "circle_points", "regression_1d", "target_fn", "gaussian_inputs"]
 
@@ -39,7 +40,13 @@ def _check_key(key: Any) -> None:
 
 
 def circle_points(angles: Any) -> jax.Array:
-    """Points ``(cos a_i, sin a_i)`` on the unit circle, shape ``(n, 2)``, for 1-D ``angles``."""
+    """Points ``(cos a_i, sin a_i)`` on the unit circle, shape ``(n, 2)``, for 1-D ``angles``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.circle_points(jnp.array([0.0])).tolist()
+    [[1.0, 0.0]]
+    """
     a = as_array(angles, "angles")
     check_rank(a, "angles", 1)
     check_finite(a, "angles")
@@ -56,6 +63,11 @@ def unit_circle(n: int, *, start: float = 0.0, stop: float = 2 * math.pi
     Returns:
         ``(x, angles)`` with ``x`` of shape ``(n, 2)`` (see :func:`circle_points`) and
         ``angles`` of shape ``(n,)``.
+
+    >>> import ntk_companion as ntk
+    >>> x, angles = ntk.unit_circle(4)
+    >>> x.shape, angles.shape
+    ((4, 2), (4,))
     """
     n = check_int(n, "n", minimum=1)
     start = check_scalar(start, "start")
@@ -80,6 +92,11 @@ def target_fn(target: Target) -> Callable[[jax.Array], jax.Array]:
 
     Names: ``"sin"`` (sin(pi x)), ``"sin3"`` (sin(3 pi x)), ``"cubic"`` (x^3 - x/2), ``"abs"``
     (abs(x)), ``"step"`` (sign(x)). A callable is returned unchanged.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> float(ntk.target_fn(jnp.square)(jnp.array(3.0)))
+    9.0
     """
     return named_or_callable(target, "target", _TARGETS)
 
@@ -91,6 +108,12 @@ def regression_1d(key: jax.Array, n: int, *, noise: float = 0.0, target: Target 
 
     Returns:
         ``(x, y)`` with ``x`` of shape ``(n, 1)`` and ``y`` of shape ``(n,)``.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> x, y = ntk.regression_1d(jax.random.PRNGKey(0), 5)
+    >>> x.shape, y.shape
+    ((5, 1), (5,))
     """
     _check_key(key)
     n = check_int(n, "n", minimum=1)
@@ -98,7 +121,14 @@ def regression_1d(key: jax.Array, n: int, *, noise: float = 0.0, target: Target 
     g = target_fn(target)
     kx, ke = jax.random.split(key)
     x = jnp.sort(jax.random.uniform(kx, (n,), _float(), minval=-1.0, maxval=1.0))
-    y = g(x) + noise * jax.random.normal(ke, (n,), _float())
+    gx = g(x)
+    if jnp.shape(gx) != x.shape:
+        raise ValueError(f"target must map the inputs elementwise (shape {x.shape}), got "
+                         f"shape {jnp.shape(gx)}")
+    if is_concrete(gx) and not bool(np.all(np.isfinite(np.asarray(gx)))):
+        raise ValueError("target returned NaN or infinite values on [-1, 1] (e.g. jnp.log "
+                         "of a negative input): pass a target defined on all of [-1, 1]")
+    y = gx + noise * jax.random.normal(ke, (n,), _float())
     return x[:, None], y
 
 
@@ -108,6 +138,12 @@ def gaussian_inputs(key: jax.Array, n: int, d: int, *, normalize: bool = False) 
     With ``normalize=True`` every row is rescaled to norm ``sqrt(d)`` (uniform on the sphere of
     radius ``sqrt(d)``), so ``x . x / d = 1``: the input kernel of the NTK recursion has unit
     diagonal and the kernels depend only on the angles between inputs.
+
+    >>> import jax, jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> x = ntk.gaussian_inputs(jax.random.PRNGKey(0), 3, 5, normalize=True)
+    >>> [round(float(v), 6) for v in jnp.sum(x * x, axis=1) / 5]
+    [1.0, 1.0, 1.0]
     """
     _check_key(key)
     n = check_int(n, "n", minimum=1)

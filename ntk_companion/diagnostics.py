@@ -34,7 +34,13 @@ __all__ = [
 
 def flatten(params: Any) -> jax.Array:
     """The parameter pytree as one vector ``theta`` of length ``P`` (``ravel_pytree`` order,
-    the column order of :func:`ntk_companion.jacobian`)."""
+    the column order of :func:`ntk_companion.jacobian`).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.flatten({"a": jnp.ones(2), "b": jnp.zeros((1, 1))}).tolist()
+    [1.0, 1.0, 0.0]
+    """
     check_params(params, "params")
     return ravel_pytree(params)[0]
 
@@ -47,7 +53,13 @@ def _symmetric_matrix(H: Any, name: str) -> jax.Array:
 
 
 def min_eigenvalue(H: jax.Array) -> jax.Array:
-    """Smallest eigenvalue ``lambda_min`` of a symmetric matrix ``H`` (via ``eigvalsh``)."""
+    """Smallest eigenvalue ``lambda_min`` of a symmetric matrix ``H`` (via ``eigvalsh``).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> float(ntk.min_eigenvalue(jnp.diag(jnp.array([2.0, 0.5]))))
+    0.5
+    """
     H = _symmetric_matrix(H, "H")
     return jnp.linalg.eigvalsh(H)[0]
 
@@ -58,6 +70,11 @@ def eigh_descending(H: jax.Array) -> tuple[jax.Array, jax.Array]:
     Returns ``(evals, evecs)``: ``evals[k] = lambda_k`` with ``lambda_1 >= lambda_2 >= ...``
     and ``evecs[:, k]`` the unit eigenvector of ``lambda_k``. The sign of every eigenvector is
     fixed so that its entry of largest magnitude is positive (reproducible output).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.eigh_descending(jnp.diag(jnp.array([1.0, 3.0])))[0].tolist()
+    [3.0, 1.0]
     """
     H = _symmetric_matrix(H, "H")
     evals, evecs = jnp.linalg.eigh(H)
@@ -70,7 +87,13 @@ def eigh_descending(H: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def spectral_components(H: jax.Array, r: jax.Array) -> jax.Array:
     """Coordinates ``V^T r`` of ``r`` (shape ``(n,)`` or ``(n, k)``) in the eigenbasis of ``H``,
-    ordered like :func:`eigh_descending` (largest eigenvalue first)."""
+    ordered like :func:`eigh_descending` (largest eigenvalue first).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.spectral_components(jnp.diag(jnp.array([1.0, 3.0])), jnp.array([1.0, 2.0])).tolist()
+    [2.0, 1.0]
+    """
     _, V = eigh_descending(H)
     r = as_array(r, "r")
     check_rank(r, "r", (1, 2))
@@ -81,7 +104,13 @@ def spectral_components(H: jax.Array, r: jax.Array) -> jax.Array:
 
 
 def relative_change(A: jax.Array, A0: jax.Array) -> jax.Array:
-    """Relative change ``||A - A0||_F / ||A0||_F`` (Frobenius norm; any equal shapes)."""
+    """Relative change ``||A - A0||_F / ||A0||_F`` (Frobenius norm; any equal shapes).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> float(ntk.relative_change(jnp.array([3.0, 4.0]) * 1.5, jnp.array([3.0, 4.0])))
+    0.5
+    """
     A = as_array(A, "A")
     A0 = as_array(A0, "A0")
     if A.shape != A0.shape:
@@ -97,7 +126,13 @@ def relative_change(A: jax.Array, A0: jax.Array) -> jax.Array:
 
 def weight_movement(params: Any, params0: Any, relative: bool = True) -> jax.Array:
     """Distance travelled by the weights: ``||theta - theta0||_2``, divided by
-    ``||theta0||_2`` when ``relative`` (the default)."""
+    ``||theta0||_2`` when ``relative`` (the default).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> float(ntk.weight_movement([jnp.array([3.0, 4.0])], [jnp.array([3.0, 0.0])]))
+    1.3333333333333333
+    """
     check_params(params, "params")
     check_params(params0, "params0")
     check_same_structure(params, params0, "params", "params0")
@@ -124,6 +159,12 @@ def fit_power_law(x: Any, y: Any) -> tuple[float, float]:
 
     Returns:
         ``(slope, intercept)`` as Python floats.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> slope, _ = ntk.fit_power_law(jnp.array([1.0, 2.0, 4.0]), jnp.array([1.0, 0.25, 0.0625]))
+    >>> round(slope, 6)
+    -2.0
     """
     xs = np.asarray(as_array(x, "x"), dtype=np.float64)
     ys = np.asarray(as_array(y, "y"), dtype=np.float64)

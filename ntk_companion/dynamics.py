@@ -27,9 +27,15 @@ there) rather than computed from rounding noise that would grow like ``t``. Henc
 ``f_test(t) -> f_test(inf)`` continuously and the result stays bounded for every ``t``.
 
 **Time scale.** ``t`` is the gradient-flow time of the *sum* loss. A library or an optimizer
-that uses the *mean* loss ``||r||^2 / (2n)`` moves ``n`` times slower: its time ``t_mean``
-(e.g. learning rate times steps) corresponds to ``t = t_mean / n`` here, i.e. pass
-``t = t_mean / n`` (equivalently ``t_mean = n t``).
+that uses the *mean* loss over all ``N`` entries of the residual, ``||r||^2 / (2N)``, moves
+``N`` times slower: its time ``t_mean`` (e.g. learning rate times steps) corresponds to
+``t = t_mean / N`` here. For scalar targets ``N = n``; for vector targets of shape
+``(n, k)`` the mean runs over all ``N = n k`` entries (neural-tangents' ``mse`` loss, optax's
+``l2_loss`` averaged), so pass ``t = t_mean / (n k)``.
+
+**Gradients.** Everything is differentiable in the kernel, the targets, the initial outputs
+and ``t``, also at ``t = inf`` (where the derivative in ``lambda`` of the converged flow is
+taken from the limit formulas, not from ``expm1(-lambda inf)``).
 """
 from __future__ import annotations
 
@@ -40,7 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._validation import (as_array, check_finite, check_rank, check_scalar, check_symmetric,
-                          check_test_train, check_time, is_concrete)
+                          check_test_train, check_time, is_concrete,
+                          value_check)
 
 __all__ = ["residual_flow", "Prediction", "predict", "loss_bound", "train_loss_curve"]
 
@@ -79,13 +86,11 @@ def _check_targets(y: Any, name: str, n: int, kernel_name: str) -> jax.Array:
 
 
 def _check_outputs(f0: Any, name: str, shape: tuple[int, ...]) -> jax.Array:
-    """Initial outputs: a scalar or an array broadcastable to ``shape`` (broadcast later)."""
+    """Initial outputs: a scalar or an array of exactly ``shape`` (no other broadcasting:
+    a 1-D array against ``(n, k)`` targets would be spread along the outputs when its length
+    happens to equal ``k``)."""
     f0 = as_array(f0, name)
-    try:
-        ok = np.broadcast_shapes(f0.shape, shape) == tuple(shape)
-    except ValueError:
-        ok = False
-    if not ok:
+    if f0.ndim != 0 and tuple(f0.shape) != tuple(shape):
         raise ValueError(f"{name} must be a scalar or have shape {tuple(shape)}, got shape "
                          f"{tuple(f0.shape)}")
     check_finite(f0, name)
@@ -106,10 +111,14 @@ def _spectrum(K: jax.Array, name: str) -> tuple[jax.Array, jax.Array]:
     ``n eps lambda_max`` are set to exactly 0. Raises ``ValueError`` (concrete input) if ``K``
     has a clearly negative eigenvalue (below ``-100 n eps lambda_max``)."""
     lam, V, lam_min, lam_max, tol = _eigh_clipped(K)
-    if is_concrete(lam_min) and float(lam_min) < -100 * float(tol):
-        raise ValueError(f"{name} must be positive semi-definite (a kernel Gram matrix); "
-                         f"its smallest eigenvalue is {float(lam_min):.3g} "
-                         f"(largest {float(lam_max):.3g})")
+    if is_concrete(lam_min):
+        if float(lam_min) < -100 * float(tol):
+            raise ValueError(f"{name} must be positive semi-definite (a kernel Gram matrix); "
+                             f"its smallest eigenvalue is {float(lam_min):.3g} "
+                             f"(largest {float(lam_max):.3g})")
+    else:
+        value_check(lam_min >= -100 * tol,
+                    f"{name} must be positive semi-definite (a kernel Gram matrix)")
     return lam, V
 
 
@@ -123,9 +132,13 @@ def _rotate(V: jax.Array, diag: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _decay(lam: jax.Array, t: jax.Array) -> jax.Array:
-    """``exp(-lambda t)``, shape ``t.shape + lam.shape``; 1 on the null space even at t = inf."""
-    lt = jnp.where(lam > 0, lam * t[..., None], jnp.zeros_like(lam))
-    return jnp.exp(-lt)
+    """``exp(-lambda t)``, shape ``t.shape + lam.shape``; 1 on the null space even at t = inf
+    (and 0 on the range at t = inf, with a zero derivative: no ``inf * 0``)."""
+    t = t[..., None]
+    finite = jnp.isfinite(t)
+    pos = lam > 0
+    lt = jnp.where(pos & finite, lam * jnp.where(finite, t, 0), jnp.zeros_like(lam))
+    return jnp.where(pos & ~finite, jnp.zeros_like(lt), jnp.exp(-lt))
 
 
 def _g(lam: jax.Array, t: jax.Array) -> jax.Array:
@@ -133,7 +146,9 @@ def _g(lam: jax.Array, t: jax.Array) -> jax.Array:
     pseudo-inverse) and 0 on its null space; shape ``t.shape + lam.shape``."""
     pos = lam > 0
     safe = jnp.where(pos, lam, jnp.ones_like(lam))
-    on_range = -jnp.expm1(-safe * t[..., None]) / safe
+    t = t[..., None]
+    finite = jnp.isfinite(t)
+    on_range = jnp.where(finite, -jnp.expm1(-safe * jnp.where(finite, t, 0)), 1) / safe
     return jnp.where(pos, on_range, jnp.zeros_like(on_range))
 
 
@@ -172,7 +187,7 @@ def residual_flow(H: Any, r0: Any, t: Any) -> jax.Array:
     ``H = V diag(lambda) V^T``: ``r(t) = V diag(exp(-lambda t)) V^T r0``. Rounding-level
     eigenvalues (``|lambda| <= n eps lambda_max``) count as 0; ``t = inf`` gives the
     projection of ``r0`` on the null space of ``H``. (For a mean-loss time ``t_mean`` pass
-    ``t = t_mean / n``.)
+    ``t = t_mean / (n k)`` for ``r0`` of shape ``(n, k)``, ``t_mean / n`` for ``(n,)``.)
 
     Args:
         H: symmetric positive semi-definite ``(n, n)`` matrix (the NTK Gram matrix).
@@ -181,6 +196,12 @@ def residual_flow(H: Any, r0: Any, t: Any) -> jax.Array:
 
     Returns:
         ``r(t)``: shape of ``r0``, with a leading axis of length ``T`` for 1-D ``t``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> r = ntk.residual_flow(jnp.diag(jnp.array([1.0, 0.0])), jnp.ones(2), jnp.inf)
+    >>> r.tolist()                                  # the null-space part stays
+    [0.0, 1.0]
     """
     H = _check_kernel(H, "H")
     r0 = _check_targets(r0, "r0", H.shape[0], "H")
@@ -190,7 +211,7 @@ def residual_flow(H: Any, r0: Any, t: Any) -> jax.Array:
 
 
 def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train: Any = 0.0,
-            f0_test: Any = 0.0) -> Prediction:
+            f0_test: Any = None) -> Prediction:
     r"""Outputs of the linearized model trained by gradient flow on the sum loss for time ``t``.
 
     With ``K = K_train = V diag(lambda) V^T`` and ``K_* = K_test_train``:
@@ -206,18 +227,30 @@ def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train:
     kernel interpolant, equal to
     :func:`ntk_companion.regression.kernel_regression` with ``ridge = 0`` when ``K`` is positive
     definite, and ``f_train = y`` on the range of ``K``. A singular ``K`` is allowed at every
-    ``t``. (Mean-loss time ``t_mean`` corresponds to ``t = t_mean / n``.)
+    ``t``. (Mean-loss time ``t_mean`` corresponds to ``t = t_mean / (n k)`` for targets of
+    shape ``(n, k)``, ``t_mean / n`` for ``(n,)``: module docstring.)
 
     Args:
         K_train: ``(n, n)`` symmetric PSD kernel on the training inputs (e.g. the NTK).
         y: targets, ``(n,)`` or ``(n, k)``.
         t: time ``>= 0``: scalar, ``inf`` or a 1-D array of ``T`` times (leading output axis).
         K_test_train: ``(m, n)`` kernel between test and training inputs, optional.
-        f0_train: outputs at initialization on the training inputs (scalar or shape of ``y``).
-        f0_test: outputs at initialization on the test inputs (scalar or ``(m,)``/``(m, k)``).
+        f0_train: outputs at initialization on the training inputs (scalar or exactly the
+            shape of ``y``).
+        f0_test: outputs at initialization on the test inputs (scalar or exactly ``(m,)`` /
+            ``(m, k)``); default 0. Only with ``K_test_train``.
 
     Returns:
         ``Prediction(train, test)``; ``test`` is ``None`` without ``K_test_train``.
+
+    Example (at ``t = inf`` the training outputs interpolate the targets):
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> K = jnp.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> pred = ntk.predict(K, jnp.array([1.0, -1.0]), jnp.inf, K_test_train=K[:1])
+    >>> [round(float(v), 6) for v in pred.train], round(float(pred.test[0]), 6)
+    ([1.0, -1.0], 1.0)
     """
     K = _check_kernel(K_train, "K_train")
     n = K.shape[0]
@@ -226,7 +259,11 @@ def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train:
     Ks = None
     if K_test_train is not None:
         Ks = check_test_train(K_test_train, n)
-        f0_test = _check_outputs(f0_test, "f0_test", (Ks.shape[0],) + y.shape[1:])
+        f0_test = _check_outputs(0.0 if f0_test is None else f0_test, "f0_test",
+                                 (Ks.shape[0],) + y.shape[1:])
+    elif f0_test is not None:
+        raise ValueError("f0_test was given without K_test_train: the test outputs need the "
+                         "kernel between test and training inputs (pass K_test_train)")
     t = check_time(t, "t")
     lam, V = _spectrum(K.astype(jnp.result_type(K, y, f0_train)), "K_train")
     train, r0 = _predict_train(lam, V, y, f0_train, t)
@@ -248,6 +285,10 @@ def loss_bound(l0: Any, lambda_min: Any, t: Any) -> jax.Array:
 
     Returns:
         ``l0 * exp(-2 lambda_min t)``, with the shape of ``t``.
+
+    >>> import ntk_companion as ntk
+    >>> round(float(ntk.loss_bound(2.0, 0.5, 1.0)), 6)      # 2 exp(-1)
+    0.735759
     """
     l0 = check_scalar(l0, "l0", nonnegative=True)
     lambda_min = check_scalar(lambda_min, "lambda_min")
@@ -267,6 +308,12 @@ def train_loss_curve(K_train: Any, y: Any, t: Any, f0_train: Any = 0.0) -> jax.A
 
     Returns:
         scalar for scalar ``t``, shape ``(T,)`` for 1-D ``t``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> curve = ntk.train_loss_curve(jnp.eye(2), jnp.ones(2), jnp.array([0.0, jnp.inf]))
+    >>> curve.tolist()                              # 1/2 ||y||^2, then 0
+    [1.0, 0.0]
     """
     K = _check_kernel(K_train, "K_train")
     y = _check_targets(y, "y", K.shape[0], "K_train")

@@ -45,12 +45,14 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from . import sharding, structured
 from ._utils import static_callable
 from ._validation import (as_array, check_batch, check_callable, check_choice, check_finite,
-                          check_int, check_params, check_rank, check_same_features)
+                          check_int, check_params, check_rank, check_same_features,
+                          is_concrete)
 
 __all__ = ["jacobian", "empirical_ntk", "ntk_vp"]
 
@@ -244,6 +246,35 @@ def _check_apply_inputs(apply_fn: Any, params: Any, x: Any, name: str) -> jax.Ar
     return x
 
 
+def _check_per_example(apply_fn: ApplyFn, params: PyTree, x: jax.Array, name: str) -> None:
+    """Raise ``ValueError`` unless the output for one input does not depend on the other
+    inputs of the batch (checked on the first two inputs: ``f(x[:2])`` against ``f(x[:1])``
+    and ``f(x[1:2])``). The per-example Jacobian rows of ``"jacobian"`` / ``"ntvp"`` are the
+    kernel of such a model only; a model that mixes the batch (``x - x.mean(0)``, batch
+    normalization) has no per-pair kernel. An :class:`~ntk_companion.MLP` (per-example by
+    construction) and traced inputs are not checked."""
+    if x.shape[0] < 2 or not is_concrete(x) or structured.mlp_of(apply_fn) is not None:
+        return
+    if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(params)):
+        return
+    out = _scalar_outputs(apply_fn, params, x[:2])
+    dtype = out.dtype if jnp.issubdtype(out.dtype, jnp.floating) else jnp.float32
+    pair = np.asarray(out, dtype=np.float64)
+    alone = np.array([float(np.asarray(_scalar_outputs(apply_fn, params, x[i:i + 1]))[0])
+                      for i in range(2)])
+    if not np.all(np.isfinite(pair)):
+        raise ValueError(f"apply_fn returned NaN or infinite outputs on {name}")
+    eps = float(jnp.finfo(dtype).eps)
+    tol = 1e3 * eps * (np.max(np.abs(pair)) + np.max(np.abs(alone))) + 1e-300
+    if np.max(np.abs(pair - alone)) > tol:
+        raise ValueError(
+            f"apply_fn must evaluate every input of the batch independently: its output for "
+            f"{name}[0] changes when {name}[1] is in the batch ({pair[0]:.6g} vs {alone[0]:.6g}"
+            f" alone), e.g. a model that centres or normalizes over the batch. Its empirical "
+            f"NTK per pair of inputs is not defined; ntk_vp gives the Gram matrix of the "
+            f"batch Jacobian H = G G^T with the coupling")
+
+
 # --------------------------------------------------------------------------- public
 
 def jacobian(apply_fn: ApplyFn, params: PyTree, x: jax.Array) -> jax.Array:
@@ -255,8 +286,15 @@ def jacobian(apply_fn: ApplyFn, params: PyTree, x: jax.Array) -> jax.Array:
         apply_fn: ``apply_fn(params, x)`` -> outputs of shape ``(n,)`` (or ``(n, 1)``).
         params: parameter pytree.
         x: inputs, shape ``(n, ...)``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> f = lambda w, x: x @ w                      # linear model: G = X
+    >>> ntk.jacobian(f, jnp.zeros(2), jnp.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
     """
     x = _check_apply_inputs(apply_fn, params, x, "x")
+    _check_per_example(apply_fn, params, x, "x")
     return _jacobian(static_callable(apply_fn), params, x)
 
 
@@ -283,6 +321,12 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
     Returns:
         The kernel matrix, shape ``(n1, n2)``; with several devices a ``jax.Array`` sharded
         by rows (:mod:`ntk_companion.sharding`).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> x = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> ntk.empirical_ntk(lambda w, x: x @ w, jnp.zeros(2), x).tolist()   # X X^T
+    [[5.0, 11.0], [11.0, 25.0]]
     """
     x1 = _check_apply_inputs(apply_fn, params, x1, "x1")
     if x2 is not None:
@@ -293,6 +337,7 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
     check_choice(method, "method", (*_METHODS, "auto"))
     if block_size is not None:
         block_size = check_int(block_size, "block_size", minimum=1)
+    _check_per_example(apply_fn, params, x1, "x1")
     apply_fn = static_callable(apply_fn)
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
@@ -337,6 +382,12 @@ def ntk_vp(apply_fn: ApplyFn, params: PyTree, x: jax.Array, v: jax.Array) -> jax
 
     Returns:
         ``H v``, the shape of ``v``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> x = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> ntk.ntk_vp(lambda w, x: x @ w, jnp.zeros(2), x, jnp.array([1.0, 0.0])).tolist()
+    [5.0, 11.0]
     """
     x = _check_apply_inputs(apply_fn, params, x, "x")
     v = as_array(v, "v")

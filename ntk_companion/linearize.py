@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from ._utils import static_callable
-from ._validation import check_callable, check_params, check_same_structure
+from ._validation import (as_array, check_callable, check_finite, check_params,
+                          check_same_structure)
 
 __all__ = ["linearize"]
 
@@ -44,6 +45,12 @@ def linearize(apply_fn: Callable[[PyTree, jax.Array], jax.Array], params0: PyTre
         ``f_lin(params, x)``, with the output shape of ``apply_fn``; ``params`` must have the
         pytree structure and leaf shapes of ``params0``. ``f_lin(params0, x) == f(x; params0)``
         exactly. ``f_lin`` can be passed anywhere ``apply_fn`` can (training, empirical NTK).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> f_lin = ntk.linearize(lambda w, x: jnp.sin(x @ w), jnp.zeros(1))
+    >>> float(f_lin(jnp.ones(1), jnp.array([[0.5]]))[0])          # sin(0) + cos(0) * 0.5
+    0.5
     """
     check_callable(apply_fn, "apply_fn")
     check_params(params0, "params0")
@@ -53,6 +60,8 @@ def linearize(apply_fn: Callable[[PyTree, jax.Array], jax.Array], params0: PyTre
     def f_lin(params: PyTree, x: jax.Array) -> jax.Array:
         check_params(params, "params")
         check_same_structure(params, params0, "params", "params0")
+        x = as_array(x, "x")
+        check_finite(x, "x")
         return _f_lin(apply_static, params0, params, x)
 
     f_lin.__doc__ = ("Linearized model f(x; params0) + J(x; params0)(params - params0) of "

@@ -3,7 +3,8 @@
     r(theta) = f(X; theta) - y,        l(theta) = 1/2 sum_i r_i^2 = 1/2 ||r||^2.
 
 The loss is a sum, not a mean: with it gradient flow gives ``dr/dt = -H r``. A library that
-minimizes the mean loss ``||r||^2 / (2n)`` moves ``n`` times slower (time ``t_mean = n t``).
+minimizes the mean loss ``||r||^2 / (2N)`` over the ``N`` entries of the residual moves ``N``
+times slower: time ``t_mean = N t``, with ``N = n k`` for ``k`` outputs (``n`` for one).
 """
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def residual(apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
         params: parameters (any pytree ``apply_fn`` accepts).
         x: inputs, shape ``(n, d)``; checked by ``apply_fn``.
         y: targets, the same shape as the outputs.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> f = lambda w, x: x @ w
+    >>> ntk.residual(f, jnp.ones(1), jnp.array([[2.0]]), jnp.array([0.5])).tolist()
+    [1.5]
     """
     check_callable(apply_fn, "apply_fn")
     y = as_array(y, "y")
@@ -42,6 +49,12 @@ def square_loss(apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
     """Sum-of-squares loss ``l = 1/2 sum_i (f(x_i; params) - y_i)^2`` (a scalar).
 
     Arguments as in :func:`residual`.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> f = lambda w, x: x @ w
+    >>> float(ntk.square_loss(f, jnp.ones(1), jnp.array([[2.0]]), jnp.array([0.0])))
+    2.0
     """
     r = residual(apply_fn, params, x, y)
     return 0.5 * jnp.sum(r ** 2)

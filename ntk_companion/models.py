@@ -35,6 +35,7 @@ Parameters are a list with one dict per dense layer, ``{"W": (fan_in, fan_out), 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -47,7 +48,7 @@ import numpy as np
 from . import _random
 from .parameterizations import PARAMETERIZATIONS, layer_multipliers
 from ._validation import (as_array, check_batch, check_choice, check_finite,
-                          check_int, check_scalar, named_or_callable)
+                          check_int, check_scalar, is_concrete, named_or_callable)
 
 __all__ = ["MLP", "get_activation", "nested_params"]
 
@@ -88,9 +89,49 @@ def get_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
 
     Known names: ``"relu"`` (max(x, 0)), ``"erf"``, ``"tanh"``, ``"identity"``, ``"gelu"``
     (exact, x Phi(x)) and ``"softplus"`` (log(1 + e^x)). A callable is returned unchanged;
-    it must map an array elementwise to an array of the same shape.
+    it must map an array elementwise to an array of the same shape; this is checked (once
+    per callable, on 7 points of ``[-3, 3]``: each output entry must equal the output for
+    that entry alone), and a ``ValueError`` names ``activation`` otherwise (e.g.
+    ``jax.nn.softmax``).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> [float(v) for v in ntk.get_activation("relu")(jnp.array([-1.0, 2.0]))]
+    [0.0, 2.0]
     """
-    return named_or_callable(activation, "activation", _ACTIVATIONS)
+    fn = named_or_callable(activation, "activation", _ACTIVATIONS)
+    if not isinstance(activation, str):
+        try:
+            hash(fn)
+        except TypeError:
+            _check_elementwise.__wrapped__(fn)
+        else:
+            _check_elementwise(fn)
+    return fn
+
+
+@functools.lru_cache(maxsize=256)
+def _check_elementwise(fn: Callable[[jax.Array], jax.Array]) -> None:
+    """Raise unless ``fn`` maps arrays elementwise (probed on 7 points; skipped inside a
+    trace, where the probe's values are not known)."""
+    x = jnp.linspace(-3.0, 3.0, 7)
+    try:
+        out = fn(x)
+    except Exception as err:  # noqa: BLE001 (any failure of a user callable)
+        raise TypeError(f"activation must map an array elementwise, but calling it on an "
+                        f"array failed: {err}") from err
+    if tuple(jnp.shape(out)) != x.shape:
+        raise ValueError(f"activation must map an array elementwise to an array of the same "
+                         f"shape, got shape {tuple(jnp.shape(out))} for an input of shape "
+                         f"{x.shape}")
+    if not is_concrete(out):
+        return
+    alone = np.array([np.asarray(fn(x[i:i + 1])).reshape(-1)[0] for i in range(x.shape[0])])
+    out = np.asarray(out, dtype=np.float64)
+    if np.max(np.abs(out - alone)) > 1e-5 * (1 + np.max(np.abs(out))):
+        raise ValueError("activation must be elementwise: its output for an entry depends on "
+                         "the other entries of the array (e.g. softmax or a normalization); "
+                         "pass a function applied entry by entry")
 
 
 def nested_params(params: Params, width: int) -> Params:
@@ -109,11 +150,20 @@ def nested_params(params: Params, width: int) -> Params:
     from width comparisons. (In the standard parameterization the weights of ``MLP.init`` are
     scaled for the wide fan-in, so the result is not the narrower network's initialization.)
     Traceable: slicing with the static ``width``.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> params = ntk.MLP(hidden=(8, 8)).init(jax.random.PRNGKey(0), 3)
+    >>> [layer["W"].shape for layer in ntk.nested_params(params, 2)]
+    [(3, 2), (2, 2), (2, 1)]
     """
     width = check_int(width, "width", minimum=1)
     if not isinstance(params, (list, tuple)) or not params or not all(
             isinstance(layer, dict) and "W" in layer for layer in params):
         raise TypeError("params must be an MLP parameter list of layers {'W': ..., 'b': ...}")
+    for i, layer in enumerate(params):
+        for key, leaf in layer.items():
+            check_finite(as_array(leaf, f"params[{i}][{key!r}]"), f"params[{i}][{key!r}]")
     last = len(params) - 1
     for i, layer in enumerate(params[:-1]):
         fan_out = jnp.shape(layer["W"])[-1]
@@ -154,8 +204,23 @@ class MLP:
             :mod:`ntk_companion.parameterizations`).
         out_dim: number of outputs; ``apply`` returns shape ``(n,)`` when it is 1.
 
+    ``b_std = 0`` versus a trainable zero bias: here ``b_std = 0`` removes the bias
+    parameters. In the NTK parameterization a trainable bias multiplied by ``b_std = 0``
+    (neural-tangents' ``b_std=0.``) is the same network with the same kernels. In the
+    standard parameterization a trainable bias *initialized* at 0 (neural-tangents'
+    ``b_std=0.``, ``parameterization="standard"``) is a different network: its gradient adds
+    1 per dense layer to the empirical NTK; it is not ``MLP(b_std=0,
+    parameterization="standard")`` (see the migration page of the book).
+
     The instance is immutable and hashable, so ``model.apply`` can be passed to ``jax.jit``
     as a static argument.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> model = ntk.MLP(hidden=(16,), activation="tanh", b_std=0.1)
+    >>> params = model.init(jax.random.PRNGKey(0), 3)
+    >>> model.apply(params, jax.numpy.ones((5, 3))).shape, model.num_params(3)
+    ((5,), 81)
     """
 
     hidden: tuple[int, ...] = (512, 512)
@@ -256,6 +321,8 @@ class MLP:
             if self.has_bias and tuple(jnp.shape(layer["b"])) != (want[1],):
                 raise ValueError(f"params[{i}]['b'] must have shape {(want[1],)}, got "
                                  f"{tuple(jnp.shape(layer['b']))}")
+            for key, leaf in layer.items():
+                check_finite(as_array(leaf, f"params[{i}][{key!r}]"), f"params[{i}][{key!r}]")
 
     def apply(self, params: Params, x: jax.Array) -> jax.Array:
         """Evaluate the network on a batch ``x`` of shape ``(n, d_in)``.

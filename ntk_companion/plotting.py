@@ -48,7 +48,14 @@ _STYLE: dict[str, Any] = {
 def use_style() -> None:
     """Set the course's matplotlib style (rcParams): 6.4 x 4.0 in figures at 100 dpi, PNG
     output, constrained layout, a light grid, 11 pt fonts, frameless legends and the
-    :data:`COLORS` colour cycle. Prints nothing; safe to call more than once."""
+    :data:`COLORS` colour cycle. Prints nothing; safe to call more than once.
+
+    >>> import matplotlib
+    >>> import ntk_companion as ntk
+    >>> ntk.use_style()
+    >>> matplotlib.rcParams["savefig.format"]
+    'png'
+    """
     mpl.rcParams.update(_STYLE)
 
 
@@ -62,6 +69,15 @@ def loglog_with_fit(ax: Any, x: Any, y: Any, *, label: str, color: str | None = 
 
     Returns:
         The fitted slope (a Python float).
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> import ntk_companion as ntk
+    >>> fig, ax = plt.subplots()
+    >>> round(ntk.loglog_with_fit(ax, [1.0, 10.0, 100.0], [1.0, 0.1, 0.01], label="1/x"), 6)
+    -1.0
+    >>> plt.close(fig)
     """
     if not hasattr(ax, "loglog"):
         raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")

@@ -67,6 +67,11 @@ def random_features(x: Any, W: Any, *, activation: str | Callable = "relu") -> j
     Returns:
         ``Phi`` of shape ``(n, N)``, in the common dtype of ``x`` and ``W``; then
         ``Phi @ Phi.T`` is the random-features kernel ``K_N(X, X)``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.random_features(jnp.ones((2, 3)), jnp.ones((5, 3))).shape      # (n, N)
+    (2, 5)
     """
     from .models import get_activation  # same names and functions as the MLP
 
@@ -134,6 +139,12 @@ def min_norm_fit(Phi: Any, y: Any, *, rcond: float | None = None) -> jax.Array:
 
     Returns:
         ``a`` of shape ``(N,)`` or ``(N, k)``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> a = ntk.min_norm_fit(jnp.array([[1.0, 1.0]]), jnp.array([2.0]))
+    >>> [round(float(v), 6) for v in a]
+    [1.0, 1.0]
     """
     Phi, y = _check_system(Phi, y)
     if rcond is None:
@@ -169,6 +180,11 @@ def ridge_fit(Phi: Any, y: Any, ridge: Any) -> jax.Array:
     Returns:
         ``a`` of shape ``(N,)`` or ``(N, k)`` for a scalar ridge; ``(R, N)`` or ``(R, N, k)``
         for ``R`` ridges.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> round(float(ntk.ridge_fit(jnp.array([[1.0]]), jnp.array([2.0]), 1.0)[0]), 6)  # 2 / 2
+    1.0
     """
     Phi, y = _check_system(Phi, y)
     ridges = as_array(ridge, "ridge")

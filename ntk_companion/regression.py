@@ -17,7 +17,7 @@ import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 
 from ._validation import (as_array, check_finite, check_rank, check_scalar, check_symmetric,
-                          check_test_train, is_concrete)
+                          check_test_train, is_concrete, value_check)
 
 __all__ = ["kernel_regression"]
 
@@ -39,6 +39,13 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
     Raises:
         ValueError: when ``K_train + ridge I`` is not positive definite (the Cholesky
             factorization fails), with a suggestion for ``ridge``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> K = jnp.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> fit = ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K)   # interpolates y
+    >>> bool(jnp.allclose(fit, jnp.array([1.0, 0.0])))
+    True
     """
     K = as_array(K_train, "K_train")
     check_symmetric(K, "K_train")
@@ -55,7 +62,10 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
     dtype = jnp.result_type(K, y, Ks)
     pred, ok = _solve(K.astype(dtype), y.astype(dtype), Ks.astype(dtype),
                       jnp.asarray(ridge, dtype))
-    if is_concrete(ok) and not bool(ok):
+    if not is_concrete(ok):
+        value_check(ok, "K_train + ridge * I is not positive definite (K_train is singular "
+                    "or indefinite): pass a positive ridge")
+    elif not bool(ok):
         scale = float(np.trace(np.asarray(K))) / max(n, 1)
         raise ValueError(
             f"K_train + ridge * I (ridge={ridge:g}) is not positive definite: the Cholesky "

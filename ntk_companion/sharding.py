@@ -77,20 +77,44 @@ _override: list[tuple[Any, ...] | None] = [None]
 
 def devices() -> tuple[Any, ...]:
     """The devices kernel matrices are sharded over: those of
-    :class:`ntk_companion.sharding.use_devices`, else all of ``jax.devices()``."""
+    :class:`ntk_companion.sharding.use_devices`, else all of ``jax.devices()``.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> ntk.sharding.devices() == tuple(jax.devices())
+    True
+    """
     chosen = _override[-1]
     return tuple(jax.devices()) if chosen is None else chosen
 
 
 class use_devices:  # noqa: N801 (used like a function: ``with use_devices(...):``)
     """Context manager: within the ``with`` block, kernels are sharded over ``devs`` (a
-    single device: no sharding; ``None``: all devices). Reusable and nestable."""
+    single device: no sharding; ``None``: all devices). Reusable and nestable.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> with ntk.sharding.use_devices(jax.devices()[:1]):
+    ...     print(ntk.sharding.row_mesh())          # one device: no mesh, no sharding
+    None
+    """
 
     def __init__(self, devs: Sequence[Any] | None) -> None:
         if devs is not None:
+            if isinstance(devs, (str, bytes)) or not hasattr(devs, "__iter__"):
+                raise TypeError(f"devs must be a sequence of jax devices (e.g. "
+                                f"jax.devices()[:2]) or None, got {type(devs).__name__} "
+                                f"{devs!r}")
             devs = tuple(devs)
             if not devs:
                 raise ValueError("use_devices needs at least one device (or None for all)")
+            for dev in devs:
+                if not isinstance(dev, jax.Device):
+                    raise TypeError(f"devs must hold jax devices (e.g. jax.devices()[:2]), "
+                                    f"not {type(dev).__name__} {dev!r}; device ids map "
+                                    f"to devices with [jax.devices()[i] for i in ids]")
+            if len(set(devs)) != len(devs):
+                raise ValueError(f"devs must not repeat a device, got {list(devs)}")
         self.devs = devs
 
     def __enter__(self) -> None:

@@ -12,7 +12,8 @@
   steps it approximates gradient flow at time ``t = k lr`` with an O(lr) error.
 
 With the sum loss ``l = 1/2 ||f(X) - y||^2`` of the course the residual obeys
-``dr/dt = -H r``; libraries that use the mean loss ``||r||^2/(2n)`` run on ``t_mean = n t``.
+``dr/dt = -H r``; libraries that use the mean loss ``||r||^2/(2N)`` over the ``N = n k``
+entries of an ``(n, k)`` residual run on ``t_mean = n k t`` (``n t`` for scalar targets).
 
 All three run a ``jax.lax.scan`` compiled with ``jax.jit`` (``steps`` and ``save_every`` are
 static). Instead of storing the whole trajectory they evaluate ``observe(state)`` at the saved
@@ -26,13 +27,14 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._validation import (as_array, check_callable, check_finite, check_int, check_params,
-                          check_scalar)
+                          check_scalar, check_symmetric, is_concrete)
 from ._utils import static_callable as _static
 from .losses import square_loss
 
-__all__ = ["rk4", "gradient_flow", "gradient_descent", "square_loss_fn"]
+__all__ = ["rk4", "gradient_flow", "gradient_descent", "square_loss_fn", "max_learning_rate"]
 
 PyTree = Any
 
@@ -76,6 +78,40 @@ def _check_steps(steps: Any, save_every: Any) -> tuple[int, int]:
     if steps % save_every:
         raise ValueError(f"steps ({steps}) must be a multiple of save_every ({save_every})")
     return steps, save_every
+
+
+def _check_vector_field(vector_field: Callable, y0: PyTree) -> None:
+    """``vector_field(y0)`` must return a pytree of the structure and leaf shapes of ``y0``
+    (checked on shapes only, by ``jax.eval_shape``: nothing is computed)."""
+    try:
+        out = jax.eval_shape(vector_field, y0)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"vector_field failed on the state y0: {err}") from err
+    ta, tb = jax.tree_util.tree_structure(out), jax.tree_util.tree_structure(y0)
+    if ta != tb:
+        raise ValueError(f"vector_field must return a pytree shaped like y0 (the state), got "
+                         f"structure {ta} for a state of structure {tb}")
+    for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(y0)):
+        if tuple(a.shape) != tuple(jnp.shape(b)):
+            raise ValueError(f"vector_field must return leaves of the shapes of y0, got "
+                             f"shape {tuple(a.shape)} for a leaf of shape {tuple(jnp.shape(b))}")
+
+
+def _check_loss(loss_fn: Callable, params: PyTree) -> None:
+    """``loss_fn(params)`` must be a real scalar (checked on shapes, by ``jax.eval_shape``)."""
+    out = jax.eval_shape(loss_fn, params)
+    if not hasattr(out, "shape") or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"loss_fn must return a scalar loss, got shape {shape} "
+                         f"(sum or average a vector of losses)")
+
+
+def _check_diverged(state: PyTree, what: str, hint: str) -> None:
+    """Raise ``ValueError`` if a concrete final state holds NaN or infinity."""
+    for leaf in jax.tree_util.tree_leaves(state):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"{what} diverged: the final state holds NaN or infinite values. "
+                             f"{hint}")
 
 
 def _stack_first(first: PyTree, rest: PyTree) -> PyTree:
@@ -133,6 +169,12 @@ def rk4(vector_field: Callable[[PyTree], PyTree], y0: PyTree, *, t: float, steps
         ``(y_T, ts, observations)``: the state at ``t``; the saved times
         ``ts = [0, save_every h, ..., t]`` (``steps // save_every + 1`` of them); and the
         observations stacked along a new leading axis of that length.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> yT, ts, _ = ntk.rk4(lambda y: -y, jnp.ones(1), t=1.0, steps=20)   # y' = -y
+    >>> abs(float(yT[0]) - float(jnp.exp(-1.0))) < 1e-6
+    True
     """
     check_callable(vector_field, "vector_field")
     y0 = _check_state(y0, "y0")
@@ -141,11 +183,14 @@ def rk4(vector_field: Callable[[PyTree], PyTree], y0: PyTree, *, t: float, steps
     if observe is None:
         observe = _identity
     check_callable(observe, "observe")
+    _check_vector_field(vector_field, y0)
     dtype = _state_dtype(y0)
     t_arr = jnp.asarray(t, dtype=dtype)
     yT, obs = _rk4_scan(_static(vector_field), _static(observe), y0, t_arr,
                         steps=steps, save_every=save_every)
     ts = t_arr * (jnp.arange(steps // save_every + 1, dtype=dtype) * (save_every / steps))
+    _check_diverged(yT, "rk4", "RK4 is stable for h lambda_max below about 2.8 (lambda_max "
+                    "the largest eigenvalue of the Jacobian of vector_field): increase steps")
     return yT, ts, obs
 
 
@@ -166,9 +211,17 @@ def gradient_flow(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, t: 
 
     Returns:
         ``(params_T, ts, observations)`` as in :func:`rk4`.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> loss = lambda w: 0.5 * jnp.sum((w - 1.0) ** 2)       # w(t) = 1 - exp(-t) from 0
+    >>> wT, ts, losses = ntk.gradient_flow(loss, jnp.zeros(1), t=2.0, steps=50)
+    >>> abs(float(wT[0]) - (1 - float(jnp.exp(-2.0)))) < 1e-7
+    True
     """
     check_callable(loss_fn, "loss_fn")
     check_params(params, "params")
+    _check_loss(loss_fn, params)
     if observe is None:
         observe = loss_fn
     check_callable(observe, "observe")
@@ -233,17 +286,29 @@ def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, 
     Returns:
         ``(params_T, ks, observations)``: final parameters, the saved step indices
         ``ks = [0, save_every, ..., steps]`` (times ``ks * lr``), and the stacked observations.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> loss = lambda w: 0.5 * jnp.sum((w - 1.0) ** 2)       # w_k = 1 - (1 - lr)^k
+    >>> wT, ks, losses = ntk.gradient_descent(loss, jnp.zeros(1), lr=0.5, steps=3)
+    >>> float(wT[0]), ks.tolist()
+    (0.875, [0, 1, 2, 3])
     """
     check_callable(loss_fn, "loss_fn")
     check_params(params, "params")
     lr_tree = _check_lr(lr, params)
     steps, save_every = _check_steps(steps, save_every)
+    _check_loss(loss_fn, params)
     if observe is None:
         observe = loss_fn
     check_callable(observe, "observe")
     pT, obs = _gd_scan(_static(loss_fn), _static(observe), params, lr_tree,
                        steps=steps, save_every=save_every)
     ks = jnp.arange(0, steps + 1, save_every)
+    lr_text = f"lr={lr:g}" if isinstance(lr, float) else "lr"
+    _check_diverged(pT, "gradient_descent", f"{lr_text} is probably above the stability "
+                    f"limit 2 / lambda_max of the Hessian (for the square loss of a "
+                    f"linearized model, 2 / lambda_max(H) of the NTK Gram matrix)")
     return pT, ks, obs
 
 
@@ -253,6 +318,12 @@ def square_loss_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], x: jax.Ar
     ready for :func:`gradient_flow` / :func:`gradient_descent`.
 
     ``x`` and ``y`` are validated once, here (feature dimension checked at the first call).
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> loss_fn = ntk.square_loss_fn(lambda w, x: x @ w, jnp.ones((2, 1)), jnp.zeros(2))
+    >>> float(loss_fn(jnp.ones(1)))
+    1.0
     """
     check_callable(apply_fn, "apply_fn")
     x = as_array(x, "x")
@@ -264,3 +335,33 @@ def square_loss_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], x: jax.Ar
         return square_loss(apply_fn, params, x, y)
 
     return loss_fn
+
+
+def max_learning_rate(H: Any, *, n_entries: int = 1) -> float:
+    r"""The largest stable step of gradient descent on the square loss of a linearized model
+    with NTK Gram matrix ``H``: ``2 / lambda_max(H)`` for the sum loss (the residual obeys
+    ``r <- (I - lr H) r``, which diverges along the top eigenvector once
+    ``lr lambda_max > 2``). For a mean loss over ``N`` entries (``N = n k`` for ``k``
+    outputs) pass ``n_entries=N``: the bound is then ``2 N / lambda_max``.
+
+    Args:
+        H: ``(n, n)`` symmetric positive semi-definite kernel (not all zero).
+        n_entries: ``N >= 1``, the number of entries the loss averages over (1: sum loss).
+
+    Returns:
+        ``2 n_entries / lambda_max(H)`` as a Python float.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> ntk.max_learning_rate(jnp.diag(jnp.array([4.0, 1.0])))
+    0.5
+    """
+    H = as_array(H, "H")
+    check_symmetric(H, "H")
+    check_finite(H, "H")
+    n_entries = check_int(n_entries, "n_entries", minimum=1)
+    lam_max = float(np.max(np.linalg.eigvalsh(np.asarray(H, dtype=np.float64))))
+    if not lam_max > 0:
+        raise ValueError(f"H must have a positive eigenvalue (a nonzero kernel), got largest "
+                         f"eigenvalue {lam_max:.3g}")
+    return 2.0 * n_entries / lam_max

@@ -59,11 +59,19 @@ def test_erf_closed_form_equals_quadrature(depth, W_std, b_std, rule):
 
 def test_hermite_rule_is_only_first_order_for_relu():
     """Documented limitation: a kink off the grid lines makes the tensor Gauss-Hermite rule
-    O(1/order) accurate (that is why the polar rule exists)."""
-    exact = analytic_kernels(X, activation="relu", depth=1).ntk
-    errs = [float(np.max(np.abs(analytic_kernels(X, activation=_relu_callable, depth=1,
-                                                 order=o).ntk - exact))) for o in (16, 64)]
+    O(1/order) accurate (that is why the polar rule exists), so analytic_kernels refuses
+    it for an activation with a kink at 0."""
+    from ntk_companion import analytic
+
+    k11, k22 = np.full(5, 1.3), np.full(5, 0.8)
+    k12 = np.linspace(-0.9, 0.9, 5) * np.sqrt(k11 * k22)
+    exact = analytic._relu_moments(k11, k12, k22)[1]
+    errs = [float(np.max(np.abs(analytic._quadrature_moments(
+        k11, k12, k22, sigma=_relu_callable, order=o, rule="hermite")[1] - exact)))
+        for o in (16, 64)]
     assert 1e-5 < errs[1] < errs[0] < 0.2
+    with pytest.raises(ValueError, match="kink at 0"):
+        analytic_kernels(X, activation=_relu_callable, depth=1)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "softplus"])

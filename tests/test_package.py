@@ -22,5 +22,5 @@ def test_every_module_is_re_exported():
 
 def test_docstring_states_conventions():
     doc = ntk.__doc__
-    for phrase in ("dr/dt = -H r", "t_mean = n t", "W_std / sqrt(n_in)", "sum"):
+    for phrase in ("dr/dt = -H r", "t = t_mean / (n k)", "W_std / sqrt(n_in)", "sum"):
         assert phrase in doc, phrase

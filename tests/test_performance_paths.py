@@ -131,7 +131,7 @@ def test_analytic_tiles_equal_one_tile(activation):
     x = jnp.asarray(RNG.standard_normal((11, 4))).at[4].set(0.0)   # a zero input too
     x = x.at[7].set(x[2])                                             # and a duplicate
     y = x[:5] + 0.1
-    kw = dict(depth=2, activation=activation, W_std=1.4, b_std=0.3, order=16)
+    kw = dict(depth=2, activation=activation, W_std=1.4, b_std=0.3, order=200)
     whole = ntk.analytic_kernels(jnp.concatenate([x, y]), block_size=16, **kw)  # one tile
     tiled = ntk.analytic_kernels(x, block_size=4, **kw)        # tiles 4, 4, 3: three shapes
     for a, b in zip(tiled, whole):
@@ -182,7 +182,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
     assert len(K.sharding.device_set) == 4
     for activation, block, args in [("relu", 3, (x1,)), ("relu", None, (x1, x2)),
                                     ("tanh", None, (x1,))]:
-        kw = dict(depth=2, activation=activation, b_std=0.2, block_size=block, order=12)
+        kw = dict(depth=2, activation=activation, b_std=0.2, block_size=block)
         sharded = ntk.analytic_kernels(*args, **kw)
         with one:
             single = ntk.analytic_kernels(*args, **kw)
