@@ -74,6 +74,13 @@ random_features
     ``random_features(x, W)`` = sigma(x W^T / sqrt(d)) / sqrt(N) (an (n, N) feature matrix);
     ``min_norm_fit(Phi, y)`` = Phi^+ y and ``ridge_fit(Phi, y, ridge)`` =
     (Phi^T Phi + ridge I)^{-1} Phi^T y, both by SVD.
+spectral
+    ``zonal_eigenvalues(d, k_max, profile or depth=, activation=, ..., kernel=)``: the
+    eigenvalues mu_k of a dot-product kernel on the sphere (Funk-Hecke quadrature of the
+    profile ``zonal_profile``), of multiplicity ``harmonic_multiplicity(d, k)``, with the
+    Gegenbauer polynomials ``gegenbauer(t, k_max, d)``; ``eigenlearning(eigenvalues,
+    target_power, n, ridge=, noise=)`` -> ``LearningCurve``: the predicted test error of
+    kernel ridge regression against ``n`` (effective regularization kappa).
 """
 # One import line per module, and one line of the same names in ``__all__`` below.
 from . import plotting
@@ -89,6 +96,7 @@ from .analytic import Kernels, analytic_kernels
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
+from .spectral import LearningCurve, eigenlearning, gegenbauer, harmonic_multiplicity, zonal_eigenvalues, zonal_profile  # noqa: E501
 from .plotting import COLORS, loglog_with_fit, use_style
 
 __all__ = [
@@ -105,5 +113,6 @@ __all__ = [
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "kernel_regression",
     "min_norm_fit", "random_features", "ridge_fit",
+    "LearningCurve", "eigenlearning", "gegenbauer", "harmonic_multiplicity", "zonal_eigenvalues", "zonal_profile",  # noqa: E501
     "COLORS", "loglog_with_fit", "use_style",
 ]
