@@ -95,6 +95,13 @@ ensembles
     ``standard_ntk_factors(model, params)``: D with K_SP = G D G^T;
     ``excess_kurtosis(samples)`` -> (kurtosis, standard error);
     ``trained_ensemble_gp(...)`` -> (mean, cov) of networks trained in the kernel regime.
+spectral
+    ``zonal_eigenvalues(d, k_max, profile or depth=, activation=, ..., kernel=)``: the
+    eigenvalues mu_k of a dot-product kernel on the sphere (Funk-Hecke quadrature of the
+    profile ``zonal_profile``), of multiplicity ``harmonic_multiplicity(d, k)``, with the
+    Gegenbauer polynomials ``gegenbauer(t, k_max, d)``; ``eigenlearning(eigenvalues,
+    target_power, n, ridge=, noise=)`` -> ``LearningCurve``: the predicted test error of
+    kernel ridge regression against ``n`` (effective regularization kappa).
 """
 # One import line per module, and one line of the same names in ``__all__`` below.
 from . import plotting
@@ -116,6 +123,7 @@ from .monte_carlo import monte_carlo_kernels
 from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
 from .ensembles import excess_kurtosis, init_ensemble, standard_ntk_factors, to_standard, trained_ensemble_gp  # noqa: E501
+from .spectral import LearningCurve, eigenlearning, gegenbauer, harmonic_multiplicity, zonal_eigenvalues, zonal_profile  # noqa: E501
 from .plotting import COLORS, loglog_with_fit, use_style
 
 __all__ = [
@@ -139,5 +147,6 @@ __all__ = [
     "kernel_regression",
     "min_norm_fit", "random_features", "ridge_fit",
     "excess_kurtosis", "init_ensemble", "standard_ntk_factors", "to_standard", "trained_ensemble_gp",  # noqa: E501
+    "LearningCurve", "eigenlearning", "gegenbauer", "harmonic_multiplicity", "zonal_eigenvalues", "zonal_profile",  # noqa: E501
     "COLORS", "loglog_with_fit", "use_style",
 ]
