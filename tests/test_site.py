@@ -70,7 +70,11 @@ def test_mathjax_comes_from_the_build():
     # `make mathjax` copies the npm package's es5/ to $(MATHJAX_DIR)/static/mathjax/es5/, and
     # Sphinx copies html_static_path's contents to _build/html/_static/
     static = f"{_make_var('MATHJAX_DIR')}/static"
-    assert SPHINX["html_static_path"] == [static]
+    assert SPHINX["html_static_path"][0] == static
+    # the only other static folder is the book's own CSS/JS, loaded by name
+    assert SPHINX["html_static_path"][1:] == ["book/_static"]
+    for name in SPHINX["html_css_files"] + SPHINX["html_js_files"]:
+        assert (ROOT / "book" / "_static" / name).is_file(), name
     assert re.search(r"npm install .*mathjax@\$\(MATHJAX_VERSION\)", MAKEFILE.replace("\\\n", " "))
     assert re.fullmatch(r"3\.\d+\.\d+", _make_var("MATHJAX_VERSION"))
     assert "$(MATHJAX_DIR)/static/mathjax/" in MAKEFILE

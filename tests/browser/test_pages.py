@@ -124,9 +124,80 @@ async () => {
       dropdown: e.classList.contains('dropdown'),
       toggle: e.querySelector('button.toggle-button') !== null,
     })),
+    // the page's text outside math and code, hidden parts (collapsed solutions) included
+    prose: (() => {
+      const body = document.body.cloneNode(true);
+      body.querySelectorAll('mjx-container, script, style, pre, code, kbd, samp, textarea, '
+                            + 'noscript, svg').forEach(e => e.remove());
+      return body.textContent;
+    })(),
+    figures: q('article figure img, article div.cell_output img').map(i => ({
+      src: i.getAttribute('src'), alt: i.getAttribute('alt') || '',
+    })),
+    viewport: window.innerWidth,
+    pageWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+    // elements reaching past the viewport with no sideways-scrolling box around them
+    offscreen: (() => {
+      const vw = document.documentElement.clientWidth;
+      const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+      const out = [];
+      for (const el of q('article.bd-article *')) {
+        if (el.closest('mjx-container') && el.tagName !== 'MJX-CONTAINER') continue;
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || (r.right <= vw + 1 && r.left >= -1)) continue;
+        let a = el.parentElement, inBox = false;
+        while (a && a !== document.body) {
+          if (scrolls(a)) {
+            const ra = a.getBoundingClientRect();
+            inBox = ra.right <= vw + 1 && ra.left >= -1;
+            break;
+          }
+          a = a.parentElement;
+        }
+        if (!inBox) out.push(`<${el.tagName.toLowerCase()} class="${el.className.baseVal ?? el.className}"> `
+                             + `${(el.textContent || '').trim().slice(0, 60)} (right edge ${Math.round(r.right)} px)`);
+        if (out.length >= 5) break;
+      }
+      return out;
+    })(),
+    // numbered display equations: the number inside the viewport, clear of the formula, and
+    // a formula wider than its box scrolls inside it
+    equations: q('div.math').filter(d => d.querySelector(':scope > mjx-container')).map(d => {
+      const m = d.querySelector(':scope > mjx-container');
+      const n = d.querySelector(':scope > span.eqno');
+      const rm = m.getBoundingClientRect(), rn = n ? n.getBoundingClientRect() : null;
+      const vw = document.documentElement.clientWidth;
+      return {
+        id: d.id,
+        wide: m.scrollWidth > m.clientWidth + 1,
+        scrolls: ['auto', 'scroll'].includes(getComputedStyle(m).overflowX),
+        inside: rm.left >= -1 && rm.right <= vw + 1,
+        numberVisible: !rn || (rn.width > 0 && rn.left >= -1 && rn.right <= vw + 1),
+        numberClear: !rn || rn.left >= rm.right - 1 || rn.right <= rm.left + 1,
+      };
+    }),
   };
 }
 """
+
+# Raw MyST or LaTeX that reached the reader: a role or directive that was not parsed, math
+# that was not typeset (its delimiters or commands left in the text).
+RAW_MARKUP = re.compile(r"\$|\\frac|\\[a-zA-Z]+\{|\\\(|\\\[|:::|\{cite|\{prf:"
+                        r"|\{(?:eq|numref|term|ref|doc|math|glue(?::[a-z]+)?)\}")
+MATHJAX_ERROR_TEXT = re.compile(r"Math input error|Undefined control sequence|Missing (?:open|close) brace")
+# an alt text that is a file name or path (Sphinx's default when none is given)
+PATH_ALT = re.compile(r"(^|/)[^\s/]+\.(png|jpe?g|svg|gif|pdf)$|^\.{0,2}/|_images/", re.I)
+
+
+def markup_problems(report: dict) -> list[str]:
+    """Raw markup and MathJax error messages in the page's text outside math and code."""
+    text = report["prose"]
+    found = []
+    for rx, what in ((RAW_MARKUP, "raw markup"), (MATHJAX_ERROR_TEXT, "MathJax error text")):
+        for m in list(rx.finditer(text))[:5]:
+            context = " ".join(text[max(0, m.start() - 50):m.end() + 30].split())
+            found.append(f"{what} {m.group(0)!r} in the text: ...{context}...")
+    return found
 
 PRF_KINDS = {"theorem", "lemma", "proposition", "definition", "corollary", "algorithm",
              "remark", "conjecture", "criterion", "example", "property", "observation",
@@ -137,8 +208,8 @@ class PageSession:
     """A browser page that records console errors, failed requests and any request that
     would leave ``allowed`` (a URL prefix)."""
 
-    def __init__(self, browser, allowed: str):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser, allowed: str, width: int = 1280):
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.errors: list[str] = []
@@ -248,6 +319,11 @@ def test_page(doc: str, browser, server: str, site: pathlib.Path, screenshots: p
         problems.append("math on the page but no MathJax script")
     problems += [f"math not typeset: {t!r}" for t in report["unrendered"][:5]]
     problems += [f"MathJax error: {t!r}" for t in report["merrors"]]
+    problems += markup_problems(report)
+
+    # figures: real alt text, not the image's path
+    problems += [f"figure {f['src']} has no alt text saying what it shows (alt={f['alt']!r})"
+                 for f in report["figures"] if not f["alt"].strip() or PATH_ALT.search(f["alt"])]
 
     # images
     problems += [f"image did not load: {src}" for src in report["brokenImages"]]
@@ -294,6 +370,41 @@ def test_page(doc: str, browser, server: str, site: pathlib.Path, screenshots: p
             problems.append("no .ipynb download link")
 
     assert not problems, f"{doc}:\n  " + "\n  ".join(problems)
+
+
+PHONE_WIDTH = 390
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_page_on_a_phone(doc: str, browser, server: str, screenshots: pathlib.Path):
+    """At 390 px: no raw markup or MathJax error, nothing makes the page scroll sideways or
+    is cut off at the right edge, and every numbered display equation stays in view with its
+    number beside it (a formula wider than the screen scrolls inside its own box)."""
+    session = PageSession(browser, allowed=server, width=PHONE_WIDTH)
+    try:
+        report = session.open(f"{server}{doc}.html")
+        session.page.screenshot(path=str(screenshots / f"{doc.replace('/', '_')}-{PHONE_WIDTH}px.png"),
+                                full_page=FULL_PAGE)
+    finally:
+        session.close()
+    problems = list(session.errors)
+    problems += [f"MathJax error: {t!r}" for t in report["merrors"]]
+    problems += markup_problems(report)
+    if report["pageWidth"] > report["viewport"] + 1:
+        problems.append(f"the page scrolls sideways: {report['pageWidth']} px wide "
+                        f"in a {report['viewport']} px window")
+    problems += [f"cut off at the right edge: {e}" for e in report["offscreen"]]
+    for eq in report["equations"]:
+        where = f"equation #{eq['id'] or '(unnumbered)'}"
+        if eq["wide"] and not eq["scrolls"]:
+            problems.append(f"{where} is wider than its box and does not scroll inside it")
+        if not eq["inside"]:
+            problems.append(f"{where} reaches outside the screen")
+        if not eq["numberVisible"]:
+            problems.append(f"{where}: its number is outside the screen")
+        if not eq["numberClear"]:
+            problems.append(f"{where}: its number covers the formula")
+    assert not problems, f"{doc} at {PHONE_WIDTH} px:\n  " + "\n  ".join(problems)
 
 
 def _first_page_with_equation_refs() -> str:

@@ -1,0 +1,36 @@
+// Inline formulas wider than their line box (long formulas on a phone) get the class
+// ntk-wide-inline, which makes them scroll sideways in their own box (ntk-book.css) rather
+// than widen the page. Run when MathJax has typeset the page and again on resize.
+(function () {
+  "use strict";
+
+  function markWideInlineMath() {
+    document.querySelectorAll('mjx-container:not([display="true"])').forEach(function (m) {
+      m.classList.remove("ntk-wide-inline");
+      var box = m.parentElement && m.parentElement.closest("p, li, dd, td, figcaption, div");
+      if (box && m.getBoundingClientRect().width > box.clientWidth) {
+        m.classList.add("ntk-wide-inline");
+      }
+    });
+  }
+
+  function whenTypeset() {
+    var mj = window.MathJax;
+    if (mj && mj.startup && mj.startup.promise) {
+      mj.startup.promise.then(markWideInlineMath);
+    } else {
+      markWideInlineMath();
+    }
+  }
+
+  var timer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(timer);
+    timer = setTimeout(markWideInlineMath, 150);
+  });
+  if (document.readyState === "complete") {
+    whenTypeset();
+  } else {
+    window.addEventListener("load", whenTypeset);
+  }
+})();
