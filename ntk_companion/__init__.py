@@ -89,7 +89,7 @@ from .analytic import Kernels, analytic_kernels
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
-from .plotting import COLORS, loglog_with_fit, use_style
+from .plotting import COLORS, COLUMN_WIDTH_PX, MAX_FIGURE_WIDTH_IN, loglog_with_fit, use_style
 
 __all__ = [
     "plotting",
@@ -105,5 +105,5 @@ __all__ = [
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "kernel_regression",
     "min_norm_fit", "random_features", "ridge_fit",
-    "COLORS", "loglog_with_fit", "use_style",
+    "COLORS", "COLUMN_WIDTH_PX", "MAX_FIGURE_WIDTH_IN", "loglog_with_fit", "use_style",
 ]

@@ -6,14 +6,27 @@ For each page listed in ``_toc.yml`` (served from ``_build/html`` on localhost):
   machine (MathJax and everything else come from the build);
 - MathJax has typeset every math element (an ``mjx-container`` in each), there is math
   wherever the source has some, and no ``mjx-merror``;
-- every image has loaded (``naturalWidth > 0``);
+- every image has loaded (``naturalWidth > 0``); every figure has alt text that is not its file
+  path and at least 2 image pixels per CSS pixel as shown;
+- no raw MyST or LaTeX reaches the reader: the text outside math and code (collapsed
+  solutions included) has no ``$``, ``\\frac``, ``{eq}``, ``{numref}``, ``{cite``, ``{prf:``,
+  ``:::`` or MathJax error message;
 - every internal link resolves (HTTP 200) and every anchor exists on its target page;
 - the theorem-like blocks (``{prf:...}``), exercises and solutions of the source are all
   rendered, each dropdown solution with its toggle button;
 - chapters built from notebooks have Colab and Binder launch links and a .ipynb download.
 
-A screenshot of each page is saved in ``_build/screenshots/``. Two pages are also opened from
-disk (``file://``) with the network cut off, as a reader of a downloaded build would.
+Each page is opened again at phone width (390 px): no raw markup there either, the page does
+not scroll sideways, nothing is cut off at the right edge, and each display equation stays
+on the screen with its number beside it (a formula wider than the screen scrolls inside its
+own box).
+
+In print (CSS print media), code and outputs wrap instead of being cut, and collapsed
+solutions are expanded.
+
+A screenshot of each page at both widths is saved in ``_build/screenshots/``. Two pages are
+also opened from disk (``file://``) with the network cut off, as a reader of a downloaded
+build would.
 """
 from __future__ import annotations
 
@@ -133,6 +146,7 @@ async () => {
     })(),
     figures: q('article figure img, article div.cell_output img').map(i => ({
       src: i.getAttribute('src'), alt: i.getAttribute('alt') || '',
+      natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
     })),
     viewport: window.innerWidth,
     pageWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
@@ -324,6 +338,10 @@ def test_page(doc: str, browser, server: str, site: pathlib.Path, screenshots: p
     # figures: real alt text, not the image's path
     problems += [f"figure {f['src']} has no alt text saying what it shows (alt={f['alt']!r})"
                  for f in report["figures"] if not f["alt"].strip() or PATH_ALT.search(f["alt"])]
+    # ... and sharp: at least 2 image pixels per CSS pixel as shown (a 2x "retina" PNG)
+    problems += [f"figure {f['src']} is shown at {f['shown']:.0f} px from {f['natural']} px: "
+                 f"{f['natural'] / f['shown']:.2f}x, not 2x"
+                 for f in report["figures"] if f["shown"] > 0 and f["natural"] < 1.99 * f["shown"]]
 
     # images
     problems += [f"image did not load: {src}" for src in report["brokenImages"]]
@@ -405,6 +423,52 @@ def test_page_on_a_phone(doc: str, browser, server: str, screenshots: pathlib.Pa
         if not eq["numberClear"]:
             problems.append(f"{where}: its number covers the formula")
     assert not problems, f"{doc} at {PHONE_WIDTH} px:\n  " + "\n  ".join(problems)
+
+
+def _first_page_with_solutions() -> str:
+    return next(doc for doc in PAGES if expected_blocks(doc)["solution"])
+
+
+PRINT_REPORT_JS = """
+() => {
+  const q = s => [...document.querySelectorAll(s)];
+  const shown = e => { const s = getComputedStyle(e);
+                       return s.visibility !== 'hidden' && s.display !== 'none'
+                              && e.getBoundingClientRect().height > 0; };
+  return {
+    pre: q('article pre').map(p => ({
+      wraps: ['pre-wrap', 'break-spaces'].includes(getComputedStyle(p).whiteSpace),
+      cut: p.scrollWidth > p.clientWidth + 1, text: p.textContent.slice(0, 60),
+    })),
+    solutions: q('div.solution').map(s => ({
+      id: s.id,
+      hidden: [...s.children].filter(c => !c.classList.contains('admonition-title'))
+                             .filter(c => !shown(c)).length,
+      buttons: [...s.querySelectorAll('button.toggle-button')].filter(shown).length,
+    })),
+  };
+}
+"""
+
+
+def test_print_layout(browser, server: str):
+    """In print: code and outputs wrap at the margin, collapsed solutions are expanded."""
+    doc = _first_page_with_solutions()
+    session = PageSession(browser, allowed=server)
+    try:
+        session.open(f"{server}{doc}.html")
+        session.page.emulate_media(media="print")
+        report = session.page.evaluate(PRINT_REPORT_JS)
+    finally:
+        session.close()
+    assert report["pre"] and report["solutions"], doc
+    problems = [f"code block does not wrap in print: {p['text']!r}"
+                for p in report["pre"] if not p["wraps"] or p["cut"]]
+    problems += [f"solution {s['id']}: {s['hidden']} part(s) still collapsed in print"
+                 for s in report["solutions"] if s["hidden"]]
+    problems += [f"solution {s['id']}: toggle button printed"
+                 for s in report["solutions"] if s["buttons"]]
+    assert not problems, f"{doc}:\n  " + "\n  ".join(problems)
 
 
 def _first_page_with_equation_refs() -> str:
