@@ -504,3 +504,43 @@ def test_offline_from_disk(start: str, browser, site: pathlib.Path):
         assert eq_links, f"{doc}: no equation reference links"
     missing = [h for h in eq_links if urllib.parse.unquote(h.split("#", 1)[1]) not in report["ids"]]
     assert not missing, f"equation references without target: {missing}"
+
+
+# --------------------------------------------------------------------------- bibliography
+
+CITATION_LINK = re.compile(r'<a class="reference internal" href="(?:bibliography\.html)?#(id\d+)"'
+                           r' title="[^"]*">(.*?)</a>', re.S)
+ENTRY = re.compile(r'<div class="citation" id="(id\d+)" role="doc-biblioentry">\s*'
+                   r'<span class="label"><span class="fn-bracket">\[</span>(.*?)'
+                   r'<span class="fn-bracket">\]</span></span>\s*<p>(.*?)</p>', re.S)
+
+
+def _text(html_fragment: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", "", html_fragment).split())
+
+
+def test_citations_match_bibliography_labels(site: pathlib.Path):
+    """Each entry of the bibliography is labelled as the text cites it ("Jacot et al., 2018";
+    ``{cite:t}`` links the year alone) and links to the work (DOI, arXiv or URL); every
+    citation links to an entry."""
+    entries = {i: (_text(label), body) for i, label, body in
+               ENTRY.findall((site / "book" / "bibliography.html").read_text())}
+    assert entries, "no entries on the bibliography page"
+    problems = [f"entry [{label}] has no DOI, arXiv or URL link" for label, body in entries.values()
+                if not re.search(r'<a class="[^"]*reference external[^"]*" href="https?://', body)]
+    if len({label for label, _ in entries.values()}) != len(entries):
+        problems.append("two bibliography entries share a label")
+    cited = 0
+    for doc in PAGES:
+        if doc.endswith("bibliography"):
+            continue
+        for target, text in CITATION_LINK.findall((site / f"{doc}.html").read_text()):
+            if target not in entries:
+                continue            # an internal link to some other id
+            cited += 1
+            label = entries[target][0]
+            text = _text(text)
+            if text != label and text != label.rsplit(", ", 1)[1]:
+                problems.append(f"{doc}: citation {text!r} links to the entry labelled [{label}]")
+    assert cited, "no citation links to the bibliography"
+    assert not problems, "\n  ".join(problems)
