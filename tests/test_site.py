@@ -71,8 +71,11 @@ def test_mathjax_comes_from_the_build():
     # Sphinx copies html_static_path's contents to _build/html/_static/
     static = f"{_make_var('MATHJAX_DIR')}/static"
     assert SPHINX["html_static_path"][0] == static
-    # the only other static folder is the book's own CSS/JS, loaded by name
-    assert SPHINX["html_static_path"][1:] == ["book/_static"]
+    # the other static folders: Popper and Tippy.js (`make tippy`) and the book's own CSS/JS,
+    # loaded by name
+    assert SPHINX["html_static_path"][1:] == [f"{_make_var('TIPPY_DIR')}/static", "book/_static"]
+    assert all(not re.match(r"^([a-z]+:)?//", js) for js in SPHINX["tippy_js"])
+    assert not SPHINX["tippy_enable_wikitips"] and not SPHINX["tippy_enable_doitips"]
     for name in SPHINX["html_css_files"] + SPHINX["html_js_files"]:
         assert (ROOT / "book" / "_static" / name).is_file(), name
     assert re.search(r"npm install .*mathjax@\$\(MATHJAX_VERSION\)", MAKEFILE.replace("\\\n", " "))

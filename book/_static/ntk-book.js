@@ -1,6 +1,8 @@
-// Inline formulas wider than their line box (long formulas on a phone) get the class
-// ntk-wide-inline, which makes them scroll sideways in their own box (ntk-book.css) rather
-// than widen the page. Run when MathJax has typeset the page and again on resize.
+// 1. Inline formulas wider than their line box (long formulas on a phone) get the class
+//    ntk-wide-inline, which makes them scroll sideways in their own box (ntk-book.css) rather
+//    than widen the page. Run when MathJax has typeset the page and again on resize.
+// 2. Hover previews (sphinx-tippy): the math in a tip is typeset when the tip is added to the
+//    page, where MathJax can measure it.
 (function () {
   "use strict";
 
@@ -21,6 +23,28 @@
     } else {
       markWideInlineMath();
     }
+  }
+
+  function typesetTips(mutations) {
+    var mj = window.MathJax;
+    if (!(mj && mj.typesetPromise)) return;
+    mutations.forEach(function (m) {
+      m.addedNodes.forEach(function (node) {
+        if (node.nodeType === 1 && node.hasAttribute("data-tippy-root")) {
+          mj.typesetPromise([node]).catch(function () {});
+        }
+      });
+    });
+  }
+
+  function watchTips() {
+    new MutationObserver(typesetTips).observe(document.body, { childList: true });
+  }
+
+  if (document.body) {
+    watchTips();
+  } else {
+    document.addEventListener("DOMContentLoaded", watchTips);
   }
 
   var timer = null;

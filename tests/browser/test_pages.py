@@ -544,3 +544,45 @@ def test_citations_match_bibliography_labels(site: pathlib.Path):
                 problems.append(f"{doc}: citation {text!r} links to the entry labelled [{label}]")
     assert cited, "no citation links to the bibliography"
     assert not problems, "\n  ".join(problems)
+
+
+# --------------------------------------------------------------------------- hover previews
+
+HOVER_TARGETS = {   # reference kind: a CSS selector for such references in the article
+    "equation": 'a.reference.internal[href*="#equation-"]',
+    "theorem": 'a.reference.internal[href*="#thm-"]',
+    "figure": 'a.reference.internal[href*="#fig-"]',
+    "citation": 'span.bibtex-citation a.reference.internal',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOVER_TARGETS))
+def test_hover_preview(kind: str, browser, server: str, screenshots: pathlib.Path):
+    """Hovering a reference shows its target (sphinx-tippy) without leaving the page or the
+    machine; math in the preview is typeset."""
+    selector = HOVER_TARGETS[kind]
+    doc = next((d for d in PAGES if is_notebook_page(d) and re.search(
+        {"equation": r"\{eq\}`", "theorem": r"\{prf:ref\}`thm-", "figure": r"\{numref\}`fig-",
+         "citation": r"\{cite:[pt]\}`"}[kind], markdown_text(d))), None)
+    assert doc, f"no chapter has a {kind} reference"
+    session = PageSession(browser, allowed=server)
+    try:
+        session.open(f"{server}{doc}.html")
+        link = session.page.locator(f"article.bd-article {selector} >> visible=true").first
+        link.scroll_into_view_if_needed()
+        link.hover()
+        tip = session.page.locator("[data-tippy-root] .tippy-content").first
+        tip.wait_for(state="visible", timeout=10_000)
+        session.page.wait_for_timeout(500)            # MathJax typesets the tip
+        report = tip.evaluate("""t => ({
+            text: t.textContent.trim().slice(0, 80),
+            raw: /\\\\\\(|\\\\\\[/.test(t.textContent),
+            merrors: t.querySelectorAll('mjx-merror').length,
+        })""")
+        session.page.screenshot(path=str(screenshots / f"hover-{kind}.png"))
+    finally:
+        session.close()
+    assert report["text"], f"{doc}: empty {kind} preview"
+    assert not report["raw"] and not report["merrors"], f"{doc}: math not typeset in {report}"
+    assert not session.errors and not session.external and not session.failed, (
+        session.errors, session.external, session.failed)
