@@ -560,15 +560,16 @@ HOVER_TARGETS = {   # reference kind: a CSS selector for such references in the 
 def test_hover_preview(kind: str, browser, server: str, screenshots: pathlib.Path):
     """Hovering a reference shows its target (sphinx-tippy) without leaving the page or the
     machine; math in the preview is typeset."""
-    selector = HOVER_TARGETS[kind]
-    doc = next((d for d in PAGES if is_notebook_page(d) and re.search(
-        {"equation": r"\{eq\}`", "theorem": r"\{prf:ref\}`thm-", "figure": r"\{numref\}`fig-",
-         "citation": r"\{cite:[pt]\}`"}[kind], markdown_text(d))), None)
-    assert doc, f"no chapter has a {kind} reference"
+    selector = f"article.bd-article {HOVER_TARGETS[kind]} >> visible=true"
     session = PageSession(browser, allowed=server)
     try:
-        session.open(f"{server}{doc}.html")
-        link = session.page.locator(f"article.bd-article {selector} >> visible=true").first
+        for doc in (d for d in PAGES if is_notebook_page(d)):   # the first chapter with one
+            session.open(f"{server}{doc}.html")
+            if session.page.locator(selector).count():
+                break
+        else:
+            pytest.fail(f"no chapter shows a {kind} reference")
+        link = session.page.locator(selector).first
         link.scroll_into_view_if_needed()
         link.hover()
         tip = session.page.locator("[data-tippy-root] .tippy-content").first
