@@ -93,6 +93,20 @@ $(TIPPY_STAMP):
 
 book book-strict: tippy
 
+# The whole book as one PDF, offline: the one-page HTML build printed by headless Chromium
+# (tools/book_pdf.py: math typeset, code wrapped, solutions expanded). make pdf-test reads
+# it back with poppler's pdfinfo/pdftotext (page count, contents, no raw LaTeX or MyST).
+PDF := _build/pdf/ntk-course.pdf
+
+pdf: env mathjax tippy
+	rm -rf _build/singlehtml
+	$(JB) build . --builder singlehtml --quiet
+	$(PY) tools/book_pdf.py _build/singlehtml $(PDF)
+	@if [ -d _build/html ]; then cp $(PDF) _build/html/ && echo "copied to _build/html/"; fi
+
+pdf-test: env
+	$(PYTEST) -q --tb=short --confcutdir=tests/pdf tests/pdf
+
 book: env mathjax
 	$(JB) build . --quiet
 	@echo "Open file://$(CURDIR)/_build/html/index.html"
