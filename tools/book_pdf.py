@@ -8,8 +8,8 @@ The page is served on localhost and opened in Debian's Chromium (``CHROMIUM``, d
 refused, so the PDF is built offline like the book. Before printing, the script waits until
 MathJax has typeset the page and every image has loaded, and fails if math is left untypeset
 or MathJax reports an error. The print layout is the book's own print CSS
-(``book/_static/ntk-book.css``): code and outputs wrap at the margin, collapsed solutions are
-expanded, buttons are left out. A4 pages carry the book title and a page number.
+(``book/_static/ntk-book.css``): code and outputs wrap at the margin, collapsed solutions and
+hidden code cells are expanded, buttons are left out. A4 pages carry the book title and a page number.
 """
 from __future__ import annotations
 
@@ -103,6 +103,9 @@ def print_pdf(site: pathlib.Path, output: pathlib.Path) -> dict:
                 page.set_default_timeout(TIMEOUT_MS)
                 page.goto(url, wait_until="load")
                 report = page.evaluate(READY_JS)
+                # hidden code (myst-nb's hide-input, hide-output) is printed expanded
+                page.evaluate("() => document.querySelectorAll('details')"
+                              ".forEach(d => { d.open = true; })")
                 page.emulate_media(media="print")
                 title = page.title().split(" — ")[-1].replace("<", "&lt;")
                 output.parent.mkdir(parents=True, exist_ok=True)

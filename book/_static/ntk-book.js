@@ -3,6 +3,7 @@
 //    than widen the page. Run when MathJax has typeset the page and again on resize.
 // 2. Hover previews (sphinx-tippy): the math in a tip is typeset when the tip is added to the
 //    page, where MathJax can measure it.
+// 3. Printing opens every collapsed <details> (hidden code cells); closing them again after.
 (function () {
   "use strict";
 
@@ -46,6 +47,18 @@
   } else {
     document.addEventListener("DOMContentLoaded", watchTips);
   }
+
+  var opened = [];
+  window.addEventListener("beforeprint", function () {
+    document.querySelectorAll("details:not([open])").forEach(function (d) {
+      d.open = true;
+      opened.push(d);
+    });
+  });
+  window.addEventListener("afterprint", function () {
+    opened.forEach(function (d) { d.open = false; });
+    opened = [];
+  });
 
   var timer = null;
   window.addEventListener("resize", function () {
