@@ -16,6 +16,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help env mathjax book book-strict browser-test test unit nbval nbval-profile \
   notebooks notebook plain-notebooks plain-check lab lock clean bench
+.PHONY: tippy pdf pdf-test
 
 LOCK := requirements.lock
 export JAX_PLATFORMS := cpu
@@ -79,6 +80,42 @@ $(MATHJAX_STAMP):
 	  $(MATHJAX_DIR)/static/mathjax/
 	rm -rf $(MATHJAX_DIR)/npm
 	@touch $@
+
+# Hover previews (sphinx-tippy) use Popper and Tippy.js, from the npm registry like MathJax,
+# served from the build: _build/tippy/static/tippy-lib/ -> _build/html/_static/tippy-lib/.
+TIPPY_DIR   := _build/tippy
+TIPPY_STAMP := $(TIPPY_DIR)/static/tippy-lib/.installed-popper2.11.8-tippy6.3.7
+
+tippy: $(TIPPY_STAMP)
+
+$(TIPPY_STAMP):
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to fetch Tippy.js for the book" >&2; exit 1; }
+	rm -rf $(TIPPY_DIR)
+	npm install --prefix $(TIPPY_DIR)/npm --no-save --no-package-lock --no-audit --no-fund \
+	  --loglevel=error @popperjs/core@2.11.8 tippy.js@6.3.7
+	mkdir -p $(TIPPY_DIR)/static/tippy-lib
+	cp $(TIPPY_DIR)/npm/node_modules/@popperjs/core/dist/umd/popper.min.js \
+	  $(TIPPY_DIR)/npm/node_modules/tippy.js/dist/tippy-bundle.umd.min.js $(TIPPY_DIR)/static/tippy-lib/
+	cp $(TIPPY_DIR)/npm/node_modules/tippy.js/LICENSE $(TIPPY_DIR)/static/tippy-lib/LICENSE-tippy
+	cp $(TIPPY_DIR)/npm/node_modules/@popperjs/core/LICENSE.md $(TIPPY_DIR)/static/tippy-lib/LICENSE-popper
+	rm -rf $(TIPPY_DIR)/npm
+	@touch $@
+
+book book-strict: tippy
+
+# The whole book as one PDF, offline: the one-page HTML build printed by headless Chromium
+# (tools/book_pdf.py: math typeset, code wrapped, solutions expanded). make pdf-test reads
+# it back with poppler's pdfinfo/pdftotext (page count, contents, no raw LaTeX or MyST).
+PDF := _build/pdf/ntk-course.pdf
+
+pdf: env mathjax tippy
+	rm -rf _build/singlehtml
+	$(JB) build . --builder singlehtml --quiet
+	$(PY) tools/book_pdf.py _build/singlehtml $(PDF)
+	@if [ -d _build/html ]; then cp $(PDF) _build/html/ && echo "copied to _build/html/"; fi
+
+pdf-test: env
+	$(PYTEST) -q --tb=short --confcutdir=tests/pdf tests/pdf
 
 book: env mathjax
 	$(JB) build . --quiet

@@ -124,7 +124,7 @@ from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
 from .ensembles import excess_kurtosis, init_ensemble, standard_ntk_factors, to_standard, trained_ensemble_gp  # noqa: E501
 from .spectral import LearningCurve, eigenlearning, gegenbauer, harmonic_multiplicity, zonal_eigenvalues, zonal_profile  # noqa: E501
-from .plotting import COLORS, loglog_with_fit, use_style
+from .plotting import COLORS, COLUMN_WIDTH_PX, MAX_FIGURE_WIDTH_IN, loglog_with_fit, use_style
 
 __all__ = [
     "plotting",
@@ -148,5 +148,5 @@ __all__ = [
     "min_norm_fit", "random_features", "ridge_fit",
     "excess_kurtosis", "init_ensemble", "standard_ntk_factors", "to_standard", "trained_ensemble_gp",  # noqa: E501
     "LearningCurve", "eigenlearning", "gegenbauer", "harmonic_multiplicity", "zonal_eigenvalues", "zonal_profile",  # noqa: E501
-    "COLORS", "loglog_with_fit", "use_style",
+    "COLORS", "COLUMN_WIDTH_PX", "MAX_FIGURE_WIDTH_IN", "loglog_with_fit", "use_style",
 ]

@@ -70,7 +70,14 @@ def test_mathjax_comes_from_the_build():
     # `make mathjax` copies the npm package's es5/ to $(MATHJAX_DIR)/static/mathjax/es5/, and
     # Sphinx copies html_static_path's contents to _build/html/_static/
     static = f"{_make_var('MATHJAX_DIR')}/static"
-    assert SPHINX["html_static_path"] == [static]
+    assert SPHINX["html_static_path"][0] == static
+    # the other static folders: Popper and Tippy.js (`make tippy`) and the book's own CSS/JS,
+    # loaded by name
+    assert SPHINX["html_static_path"][1:] == [f"{_make_var('TIPPY_DIR')}/static", "book/_static"]
+    assert all(not re.match(r"^([a-z]+:)?//", js) for js in SPHINX["tippy_js"])
+    assert not SPHINX["tippy_enable_wikitips"] and not SPHINX["tippy_enable_doitips"]
+    for name in SPHINX["html_css_files"] + SPHINX["html_js_files"]:
+        assert (ROOT / "book" / "_static" / name).is_file(), name
     assert re.search(r"npm install .*mathjax@\$\(MATHJAX_VERSION\)", MAKEFILE.replace("\\\n", " "))
     assert re.fullmatch(r"3\.\d+\.\d+", _make_var("MATHJAX_VERSION"))
     assert "$(MATHJAX_DIR)/static/mathjax/" in MAKEFILE
@@ -269,3 +276,35 @@ def test_same_authors_and_year_get_letters_in_citations():
     for key, year in suffixes.items():
         entries[key].fields["year"] = year
     assert year_suffixes(entries) == {}
+
+
+def test_bibliography_labels_and_links():
+    """Every entry links to the work (doi, arXiv eprint or url) and gets the author-year label
+    its citations show."""
+    import pybtex.database
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        from citation_years import author_year_label, year_suffixes
+    finally:
+        sys.path.pop(0)
+    entries = pybtex.database.parse_file(str(ROOT / "book" / "references.bib")).entries
+    unlinked = [k for k, e in entries.items()
+                if not ({"doi", "eprint", "url"} & {f.lower() for f in e.fields})]
+    assert not unlinked, f"entries without doi, eprint or url: {unlinked}"
+    for key, e in entries.items():
+        if "eprint" in e.fields:
+            assert re.fullmatch(r"\d{4}\.\d{4,5}", e.fields["eprint"]), key
+            assert e.fields.get("archiveprefix", "").lower() == "arxiv", key
+        if "doi" in e.fields:
+            assert re.fullmatch(r"10\.\d{4,9}/\S+", e.fields["doi"]), key
+    for key, year in year_suffixes(entries).items():
+        entries[key].fields["year"] = year
+    labels = {k: author_year_label(e) for k, e in entries.items()}
+    assert labels["jacot2018ntk"] == "Jacot et al., 2018"
+    assert labels["chizat2018global"] == "Chizat and Bach, 2018"
+    assert labels["neal1996bayesian"] == "Neal, 1996"
+    assert labels["scholkopf2002learning"] == "Schölkopf and Smola, 2002"
+    assert labels["arora2019exact"] == "Arora et al., 2019a"
+    assert len(set(labels.values())) == len(labels), "two entries share a label"
+    assert SPHINX["bibtex_default_style"] == "authoryear"

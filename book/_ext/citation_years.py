@@ -1,5 +1,5 @@
 """Sphinx glue for the bibliography, loaded from _config.yml: author-year citations that tell
-apart works by the same authors in the same year.
+apart works by the same authors in the same year, and a bibliography labelled the same way.
 
 With ``bibtex_reference_style: author_year``, sphinxcontrib-bibtex renders
 ``{cite:t}`arora2019exact``` and ``{cite:t}`arora2019finegrained``` both as "Arora et al.
@@ -11,6 +11,12 @@ same author text and year the letters a, b, ... in bibliography order (by the au
 names, then the title), by appending the letter to the entry's ``year`` field in memory; the
 ``.bib`` file is not changed. Entries already suffixed (a cached environment) are left alone,
 so the step is idempotent.
+
+The bibliography page labels each entry with the text its citations show, "[Arora et al.,
+2019a]" for ``{cite:p}`arora2019exact``` rendered "[Arora et al., 2019a]", instead of the
+numbers [1], [2], ... of pybtex's ``plain`` style: :class:`AuthorYearStyle` is ``plain``
+(entries sorted by author, year, title; DOI and arXiv links) with :class:`AuthorYearLabels`,
+registered with pybtex as ``authoryear`` (``bibtex_default_style`` in _config.yml).
 """
 from __future__ import annotations
 
@@ -18,6 +24,10 @@ import string
 from collections import defaultdict
 from typing import Any, Mapping
 
+from pybtex.plugin import register_plugin
+from pybtex.richtext import Text
+from pybtex.style.formatting.plain import Style as PlainStyle
+from pybtex.style.labels import BaseLabelStyle
 from sphinx.application import Sphinx
 
 
@@ -54,6 +64,38 @@ def year_suffixes(entries: Mapping[str, Any]) -> dict[str, str]:
         for letter, key in zip(string.ascii_lowercase, sorted(keys, key=order)):
             out[key] = year + letter
     return out
+
+
+def plain_text(latex: str) -> str:
+    """A name as the reader sees it: ``Sch{\\"o}lkopf`` -> ``Schölkopf``."""
+    return Text.from_latex(latex).render_as("text")
+
+
+def author_year_label(entry: Any) -> str:
+    """The label of an entry in the bibliography, the same text as its citations:
+    ``"Jacot et al., 2018"``, ``"Chizat and Bach, 2018"``, ``"Neal, 1996"`` (the year with
+    its letter once :func:`disambiguate` has run)."""
+    names = [plain_text(n) for n in author_text(entry)]
+    who = f"{names[0]} {names[1]}" if names[-1] == "et al." else " and ".join(names)
+    return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+
+class AuthorYearLabels(BaseLabelStyle):
+    """pybtex label style: :func:`author_year_label` for every entry."""
+
+    def format_labels(self, sorted_entries):
+        for entry in sorted_entries:
+            yield author_year_label(entry)
+
+
+class AuthorYearStyle(PlainStyle):
+    """pybtex's ``plain`` formatting with author-year labels."""
+
+    default_label_style = "authoryear"
+
+
+register_plugin("pybtex.style.labels", "authoryear", AuthorYearLabels)
+register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle)
 
 
 def disambiguate(app: Sphinx) -> None:

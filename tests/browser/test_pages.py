@@ -6,15 +6,28 @@ For each page listed in ``_toc.yml`` (served from ``_build/html`` on localhost):
   machine (MathJax and everything else come from the build);
 - MathJax has typeset every math element (an ``mjx-container`` in each), there is math
   wherever the source has some, and no ``mjx-merror``;
-- every image has loaded (``naturalWidth > 0``);
+- every image has loaded (``naturalWidth > 0``); every figure has alt text that is not its file
+  path and at least 2 image pixels per CSS pixel as shown;
+- no raw MyST or LaTeX reaches the reader: the text outside math and code (collapsed
+  solutions included) has no ``$``, ``\\frac``, ``{eq}``, ``{numref}``, ``{cite``, ``{prf:``,
+  ``:::`` or MathJax error message;
 - every internal link resolves (HTTP 200) and every anchor exists on its target page;
 - the theorem-like blocks (``{prf:...}``), exercises and solutions of the source are all
   rendered, each dropdown solution with its toggle button;
 - chapters built from notebooks have Colab and Binder launch links and a .ipynb download,
   all to the chapter's plain-Jupyter copy (``book/notebooks/``).
 
-A screenshot of each page is saved in ``_build/screenshots/``. Two pages are also opened from
-disk (``file://``) with the network cut off, as a reader of a downloaded build would.
+Each page is opened again at phone width (390 px): no raw markup there either, the page does
+not scroll sideways, nothing is cut off at the right edge, and each display equation stays
+on the screen with its number beside it (a formula wider than the screen scrolls inside its
+own box).
+
+In print (CSS print media), code and outputs wrap instead of being cut, and collapsed
+solutions are expanded.
+
+A screenshot of each page at both widths is saved in ``_build/screenshots/``. Two pages are
+also opened from disk (``file://``) with the network cut off, as a reader of a downloaded
+build would.
 """
 from __future__ import annotations
 
@@ -125,9 +138,81 @@ async () => {
       dropdown: e.classList.contains('dropdown'),
       toggle: e.querySelector('button.toggle-button') !== null,
     })),
+    // the page's text outside math and code, hidden parts (collapsed solutions) included
+    prose: (() => {
+      const body = document.body.cloneNode(true);
+      body.querySelectorAll('mjx-container, script, style, pre, code, kbd, samp, textarea, '
+                            + 'noscript, svg').forEach(e => e.remove());
+      return body.textContent;
+    })(),
+    figures: q('article figure img, article div.cell_output img').map(i => ({
+      src: i.getAttribute('src'), alt: i.getAttribute('alt') || '',
+      natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
+    })),
+    viewport: window.innerWidth,
+    pageWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+    // elements reaching past the viewport with no sideways-scrolling box around them
+    offscreen: (() => {
+      const vw = document.documentElement.clientWidth;
+      const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+      const out = [];
+      for (const el of q('article.bd-article *')) {
+        if (el.closest('mjx-container') && el.tagName !== 'MJX-CONTAINER') continue;
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || (r.right <= vw + 1 && r.left >= -1)) continue;
+        let a = el.parentElement, inBox = false;
+        while (a && a !== document.body) {
+          if (scrolls(a)) {
+            const ra = a.getBoundingClientRect();
+            inBox = ra.right <= vw + 1 && ra.left >= -1;
+            break;
+          }
+          a = a.parentElement;
+        }
+        if (!inBox) out.push(`<${el.tagName.toLowerCase()} class="${el.className.baseVal ?? el.className}"> `
+                             + `${(el.textContent || '').trim().slice(0, 60)} (right edge ${Math.round(r.right)} px)`);
+        if (out.length >= 5) break;
+      }
+      return out;
+    })(),
+    // numbered display equations: the number inside the viewport, clear of the formula, and
+    // a formula wider than its box scrolls inside it
+    equations: q('div.math').filter(d => d.querySelector(':scope > mjx-container')).map(d => {
+      const m = d.querySelector(':scope > mjx-container');
+      const n = d.querySelector(':scope > span.eqno');
+      const rm = m.getBoundingClientRect(), rn = n ? n.getBoundingClientRect() : null;
+      const vw = document.documentElement.clientWidth;
+      return {
+        id: d.id,
+        wide: m.scrollWidth > m.clientWidth + 1,
+        scrolls: ['auto', 'scroll'].includes(getComputedStyle(m).overflowX),
+        inside: rm.left >= -1 && rm.right <= vw + 1,
+        numberVisible: !rn || (rn.width > 0 && rn.left >= -1 && rn.right <= vw + 1),
+        numberClear: !rn || rn.left >= rm.right - 1 || rn.right <= rm.left + 1,
+      };
+    }),
   };
 }
 """
+
+# Raw MyST or LaTeX that reached the reader: a role or directive that was not parsed, math
+# that was not typeset (its delimiters or commands left in the text).
+RAW_MARKUP = re.compile(r"\$|\\frac|\\[a-zA-Z]+\{|\\\(|\\\[|:::|\{cite|\{prf:"
+                        r"|\{(?:eq|numref|term|ref|doc|math|glue(?::[a-z]+)?)\}")
+MATHJAX_ERROR_TEXT = re.compile(r"Math input error|Undefined control sequence|Missing (?:open|close) brace")
+# an alt text that is a file name or path (Sphinx's default when none is given)
+PATH_ALT = re.compile(r"(^|/)[^\s/]+\.(png|jpe?g|svg|gif|pdf)$|^\.{0,2}/|_images/", re.I)
+
+
+def markup_problems(report: dict) -> list[str]:
+    """Raw markup and MathJax error messages in the page's text outside math and code."""
+    text = report["prose"]
+    found = []
+    for rx, what in ((RAW_MARKUP, "raw markup"), (MATHJAX_ERROR_TEXT, "MathJax error text")):
+        for m in list(rx.finditer(text))[:5]:
+            context = " ".join(text[max(0, m.start() - 50):m.end() + 30].split())
+            found.append(f"{what} {m.group(0)!r} in the text: ...{context}...")
+    return found
 
 PRF_KINDS = {"theorem", "lemma", "proposition", "definition", "corollary", "algorithm",
              "remark", "conjecture", "criterion", "example", "property", "observation",
@@ -138,8 +223,8 @@ class PageSession:
     """A browser page that records console errors, failed requests and any request that
     would leave ``allowed`` (a URL prefix)."""
 
-    def __init__(self, browser, allowed: str):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser, allowed: str, width: int = 1280):
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.errors: list[str] = []
@@ -252,6 +337,15 @@ def test_page(doc: str, browser, server: str, site: pathlib.Path, screenshots: p
         problems.append("math on the page but no MathJax script")
     problems += [f"math not typeset: {t!r}" for t in report["unrendered"][:5]]
     problems += [f"MathJax error: {t!r}" for t in report["merrors"]]
+    problems += markup_problems(report)
+
+    # figures: real alt text, not the image's path
+    problems += [f"figure {f['src']} has no alt text saying what it shows (alt={f['alt']!r})"
+                 for f in report["figures"] if not f["alt"].strip() or PATH_ALT.search(f["alt"])]
+    # ... and sharp: at least 2 image pixels per CSS pixel as shown (a 2x "retina" PNG)
+    problems += [f"figure {f['src']} is shown at {f['shown']:.0f} px from {f['natural']} px: "
+                 f"{f['natural'] / f['shown']:.2f}x, not 2x"
+                 for f in report["figures"] if f["shown"] > 0 and f["natural"] < 1.99 * f["shown"]]
 
     # images
     problems += [f"image did not load: {src}" for src in report["brokenImages"]]
@@ -300,6 +394,87 @@ def test_page(doc: str, browser, server: str, site: pathlib.Path, screenshots: p
     assert not problems, f"{doc}:\n  " + "\n  ".join(problems)
 
 
+PHONE_WIDTH = 390
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_page_on_a_phone(doc: str, browser, server: str, screenshots: pathlib.Path):
+    """At 390 px: no raw markup or MathJax error, nothing makes the page scroll sideways or
+    is cut off at the right edge, and every numbered display equation stays in view with its
+    number beside it (a formula wider than the screen scrolls inside its own box)."""
+    session = PageSession(browser, allowed=server, width=PHONE_WIDTH)
+    try:
+        report = session.open(f"{server}{doc}.html")
+        session.page.screenshot(path=str(screenshots / f"{doc.replace('/', '_')}-{PHONE_WIDTH}px.png"),
+                                full_page=FULL_PAGE)
+    finally:
+        session.close()
+    problems = list(session.errors)
+    problems += [f"MathJax error: {t!r}" for t in report["merrors"]]
+    problems += markup_problems(report)
+    if report["pageWidth"] > report["viewport"] + 1:
+        problems.append(f"the page scrolls sideways: {report['pageWidth']} px wide "
+                        f"in a {report['viewport']} px window")
+    problems += [f"cut off at the right edge: {e}" for e in report["offscreen"]]
+    for eq in report["equations"]:
+        where = f"equation #{eq['id'] or '(unnumbered)'}"
+        if eq["wide"] and not eq["scrolls"]:
+            problems.append(f"{where} is wider than its box and does not scroll inside it")
+        if not eq["inside"]:
+            problems.append(f"{where} reaches outside the screen")
+        if not eq["numberVisible"]:
+            problems.append(f"{where}: its number is outside the screen")
+        if not eq["numberClear"]:
+            problems.append(f"{where}: its number covers the formula")
+    assert not problems, f"{doc} at {PHONE_WIDTH} px:\n  " + "\n  ".join(problems)
+
+
+def _first_page_with_solutions() -> str:
+    return next(doc for doc in PAGES if expected_blocks(doc)["solution"])
+
+
+PRINT_REPORT_JS = """
+() => {
+  const q = s => [...document.querySelectorAll(s)];
+  const shown = e => { const s = getComputedStyle(e);
+                       return s.visibility !== 'hidden' && s.display !== 'none'
+                              && e.getBoundingClientRect().height > 0; };
+  return {
+    pre: q('article pre').map(p => ({
+      wraps: ['pre-wrap', 'break-spaces'].includes(getComputedStyle(p).whiteSpace),
+      cut: p.scrollWidth > p.clientWidth + 1, text: p.textContent.slice(0, 60),
+    })),
+    solutions: q('div.solution').map(s => ({
+      id: s.id,
+      hidden: [...s.children].filter(c => !c.classList.contains('admonition-title'))
+                             .filter(c => !shown(c)).length,
+      buttons: [...s.querySelectorAll('button.toggle-button')].filter(shown).length,
+    })),
+  };
+}
+"""
+
+
+def test_print_layout(browser, server: str):
+    """In print: code and outputs wrap at the margin, collapsed solutions are expanded."""
+    doc = _first_page_with_solutions()
+    session = PageSession(browser, allowed=server)
+    try:
+        session.open(f"{server}{doc}.html")
+        session.page.emulate_media(media="print")
+        report = session.page.evaluate(PRINT_REPORT_JS)
+    finally:
+        session.close()
+    assert report["pre"] and report["solutions"], doc
+    problems = [f"code block does not wrap in print: {p['text']!r}"
+                for p in report["pre"] if not p["wraps"] or p["cut"]]
+    problems += [f"solution {s['id']}: {s['hidden']} part(s) still collapsed in print"
+                 for s in report["solutions"] if s["hidden"]]
+    problems += [f"solution {s['id']}: toggle button printed"
+                 for s in report["solutions"] if s["buttons"]]
+    assert not problems, f"{doc}:\n  " + "\n  ".join(problems)
+
+
 def _first_page_with_equation_refs() -> str:
     for doc in PAGES:
         if "{eq}`" in markdown_text(doc):
@@ -333,3 +508,86 @@ def test_offline_from_disk(start: str, browser, site: pathlib.Path):
         assert eq_links, f"{doc}: no equation reference links"
     missing = [h for h in eq_links if urllib.parse.unquote(h.split("#", 1)[1]) not in report["ids"]]
     assert not missing, f"equation references without target: {missing}"
+
+
+# --------------------------------------------------------------------------- bibliography
+
+CITATION_LINK = re.compile(r'<a class="reference internal" href="(?:bibliography\.html)?#(id\d+)"'
+                           r' title="[^"]*">(.*?)</a>', re.S)
+ENTRY = re.compile(r'<div class="citation" id="(id\d+)" role="doc-biblioentry">\s*'
+                   r'<span class="label"><span class="fn-bracket">\[</span>(.*?)'
+                   r'<span class="fn-bracket">\]</span></span>\s*<p>(.*?)</p>', re.S)
+
+
+def _text(html_fragment: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", "", html_fragment).split())
+
+
+def test_citations_match_bibliography_labels(site: pathlib.Path):
+    """Each entry of the bibliography is labelled as the text cites it ("Jacot et al., 2018";
+    ``{cite:t}`` links the year alone) and links to the work (DOI, arXiv or URL); every
+    citation links to an entry."""
+    entries = {i: (_text(label), body) for i, label, body in
+               ENTRY.findall((site / "book" / "bibliography.html").read_text())}
+    assert entries, "no entries on the bibliography page"
+    problems = [f"entry [{label}] has no DOI, arXiv or URL link" for label, body in entries.values()
+                if not re.search(r'<a class="[^"]*reference external[^"]*" href="https?://', body)]
+    if len({label for label, _ in entries.values()}) != len(entries):
+        problems.append("two bibliography entries share a label")
+    cited = 0
+    for doc in PAGES:
+        if doc.endswith("bibliography"):
+            continue
+        for target, text in CITATION_LINK.findall((site / f"{doc}.html").read_text()):
+            if target not in entries:
+                continue            # an internal link to some other id
+            cited += 1
+            label = entries[target][0]
+            text = _text(text)
+            if text != label and text != label.rsplit(", ", 1)[1]:
+                problems.append(f"{doc}: citation {text!r} links to the entry labelled [{label}]")
+    assert cited, "no citation links to the bibliography"
+    assert not problems, "\n  ".join(problems)
+
+
+# --------------------------------------------------------------------------- hover previews
+
+HOVER_TARGETS = {   # reference kind: a CSS selector for such references in the article
+    "equation": 'a.reference.internal[href*="#equation-"]',
+    "theorem": 'a.reference.internal[href*="#thm-"]',
+    "figure": 'a.reference.internal[href*="#fig-"]',
+    "citation": 'span.bibtex-citation a.reference.internal',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOVER_TARGETS))
+def test_hover_preview(kind: str, browser, server: str, screenshots: pathlib.Path):
+    """Hovering a reference shows its target (sphinx-tippy) without leaving the page or the
+    machine; math in the preview is typeset."""
+    selector = f"article.bd-article {HOVER_TARGETS[kind]} >> visible=true"
+    session = PageSession(browser, allowed=server)
+    try:
+        for doc in (d for d in PAGES if is_notebook_page(d)):   # the first chapter with one
+            session.open(f"{server}{doc}.html")
+            if session.page.locator(selector).count():
+                break
+        else:
+            pytest.fail(f"no chapter shows a {kind} reference")
+        link = session.page.locator(selector).first
+        link.scroll_into_view_if_needed()
+        link.hover()
+        tip = session.page.locator("[data-tippy-root] .tippy-content").first
+        tip.wait_for(state="visible", timeout=10_000)
+        session.page.wait_for_timeout(500)            # MathJax typesets the tip
+        report = tip.evaluate("""t => ({
+            text: t.textContent.trim().slice(0, 80),
+            raw: /\\\\\\(|\\\\\\[/.test(t.textContent),
+            merrors: t.querySelectorAll('mjx-merror').length,
+        })""")
+        session.page.screenshot(path=str(screenshots / f"hover-{kind}.png"))
+    finally:
+        session.close()
+    assert report["text"], f"{doc}: empty {kind} preview"
+    assert not report["raw"] and not report["merrors"], f"{doc}: math not typeset in {report}"
+    assert not session.errors and not session.external and not session.failed, (
+        session.errors, session.external, session.failed)
