@@ -268,11 +268,22 @@ def _vector_or_layers(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
     from . import layer_ntk
     net = layer_ntk.network_of(apply_fn)
     mlp = structured.mlp_of(apply_fn)
-    out = jax.eval_shape(apply_fn, params, x1).shape
     n = x1.shape[0]
-    if len(out) not in (1, 2) or out[0] != n:
-        raise ValueError(f"apply_fn must return shape ({n},) or ({n}, k), got {out}")
-    k = out[1] if len(out) == 2 else 1
+    if mlp is not None:
+        if mlp.out_dim == 1:
+            return None
+        for xx, name in ((x1, "x1"), (x2, "x2")):
+            if xx is not None and xx.ndim != 2:
+                raise ValueError(f"{name} must be 2-D of shape (n, d_in) for an MLP, "
+                                 f"got shape {tuple(xx.shape)}")
+            if xx is not None:
+                mlp._check_params(params, xx.shape[1])
+        k = mlp.out_dim
+    else:
+        out = jax.eval_shape(apply_fn, params, x1).shape
+        if len(out) not in (1, 2) or out[0] != n:
+            raise ValueError(f"apply_fn must return shape ({n},) or ({n}, k), got {out}")
+        k = out[1] if len(out) == 2 else 1
     if k == 1 and not (net is not None and method in ("structured", "auto")):
         return None
     if method == "auto":
@@ -288,13 +299,6 @@ def _vector_or_layers(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
         if net is None and mlp is None:
             raise ValueError("method='structured' needs apply_fn = model.apply of an "
                              "ntk_companion.MLP or of a network of ntk_companion.layers")
-        if mlp is not None:
-            for xx, name in ((x1, "x1"), (x2, "x2")):
-                if xx is not None and xx.ndim != 2:
-                    raise ValueError(f"{name} must be 2-D of shape (n, d_in) for an MLP, "
-                                     f"got shape {tuple(xx.shape)}")
-                if xx is not None:
-                    mlp._check_params(params, xx.shape[1])
     return layer_ntk.vector_ntk(apply_fn, params, x1, x2, method=method,
                                 block_size=block_size, trace=bool(trace), k=k)
 
