@@ -65,6 +65,12 @@ analytic
     -> infinity) by the layer recursion; closed forms for relu, erf and identity, quadrature
     (``order=``, ``quadrature="hermite"`` or ``"polar"``) for other activations; computed by
     tiles (``block_size=``) in bounded memory.
+layers
+    Compositional networks (module ``ntk_companion.layers``): ``Dense``, ``Conv`` (1-D/2-D,
+    strides, SAME/VALID/CIRCULAR), ``Activation``, ``AvgPool``, ``GlobalAvgPool``,
+    ``Flatten``, ``LayerNorm``, ``Identity``, ``serial``, ``parallel_sum``; every layer has
+    ``.init``, ``.apply``, ``.kernels`` (infinite-width NNGP and NTK with spatial
+    covariances) and a structured empirical NTK through ``empirical_ntk``.
 sharding
     With several devices (or hosts, after ``jax.distributed.initialize()``) the rows of the
     kernels are sharded over them; ``use_devices(devices)`` chooses which.
@@ -107,6 +113,7 @@ spectral
 from . import plotting
 from . import sharding
 from ._validation import jit_checks
+from . import layers
 from .models import MLP, get_activation, nested_params
 from . import parameterizations
 from .parameterizations import ABCExponents, abc_exponents, hidden_features, layer_multipliers, lr_multipliers, scaled_lr  # noqa: E501
@@ -117,6 +124,7 @@ from .linearize import linearize
 from .diagnostics import eigh_descending, fit_power_law, flatten, min_eigenvalue, relative_change, spectral_components, weight_movement  # noqa: E501
 from .data import circle_points, gaussian_inputs, regression_1d, target_fn, unit_circle
 from .analytic import Kernels, analytic_kernels
+from .layers import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity, KernelState, Layer, LayerNorm, parallel_sum, serial  # noqa: E501
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .ensemble import Gaussian, predict_ensemble
 from .monte_carlo import monte_carlo_kernels
@@ -141,6 +149,7 @@ __all__ = [
     "eigh_descending", "fit_power_law", "flatten", "min_eigenvalue", "relative_change", "spectral_components", "weight_movement",  # noqa: E501
     "circle_points", "gaussian_inputs", "regression_1d", "target_fn", "unit_circle",
     "Kernels", "analytic_kernels",
+    "Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool", "Identity", "KernelState", "Layer", "LayerNorm", "parallel_sum", "serial",  # noqa: E501
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "Gaussian", "predict_ensemble",
     "monte_carlo_kernels",

@@ -298,9 +298,52 @@ def jacobian(apply_fn: ApplyFn, params: PyTree, x: jax.Array) -> jax.Array:
     return _jacobian(static_callable(apply_fn), params, x)
 
 
+def _vector_or_layers(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
+                      x2: jax.Array | None, method: str, block_size: int | None,
+                      trace: bool) -> jax.Array | None:
+    """The kernel by :mod:`ntk_companion.layer_ntk` for a model with several outputs or a
+    layer network's structured kernel; ``None`` for the scalar paths of this module."""
+    from . import layer_ntk
+    net = layer_ntk.network_of(apply_fn)
+    mlp = structured.mlp_of(apply_fn)
+    n = x1.shape[0]
+    if mlp is not None:
+        if mlp.out_dim == 1:
+            return None
+        for xx, name in ((x1, "x1"), (x2, "x2")):
+            if xx is not None and xx.ndim != 2:
+                raise ValueError(f"{name} must be 2-D of shape (n, d_in) for an MLP, "
+                                 f"got shape {tuple(xx.shape)}")
+            if xx is not None:
+                mlp._check_params(params, xx.shape[1])
+        k = mlp.out_dim
+    else:
+        out = jax.eval_shape(apply_fn, params, x1).shape
+        if len(out) not in (1, 2) or out[0] != n:
+            raise ValueError(f"apply_fn must return shape ({n},) or ({n}, k), got {out}")
+        k = out[1] if len(out) == 2 else 1
+    if k == 1 and not (net is not None and method in ("structured", "auto")):
+        return None
+    if method == "auto":
+        P = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params))
+        if net is not None or mlp is not None:
+            method = "structured"
+            if block_size is None and max(n, x1.shape[0] if x2 is None else x2.shape[0]) \
+                    > AUTO_BLOCK:
+                block_size = AUTO_BLOCK
+        else:
+            method = "jacobian" if (2 * n) * P * k <= AUTO_MEMORY_BUDGET else "ntvp"
+    if method == "structured":
+        if net is None and mlp is None:
+            raise ValueError("method='structured' needs apply_fn = model.apply of an "
+                             "ntk_companion.MLP or of a network of ntk_companion.layers")
+    return layer_ntk.vector_ntk(apply_fn, params, x1, x2, method=method,
+                                block_size=block_size, trace=bool(trace), k=k)
+
+
 def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
                   x2: jax.Array | None = None, *, method: str = "auto",
-                  block_size: int | None = None) -> jax.Array:
+                  block_size: int | None = None, trace: bool = False) -> jax.Array:
     """Empirical NTK ``K(X1, X2) = G(X1) G(X2)^T`` (n1 x n2) at ``params``.
 
     Args:
@@ -318,9 +361,17 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
             and for ``"structured"`` beyond ``AUTO_BLOCK`` (256) inputs). Any positive integer
             works, also one that does not divide ``n``.
 
+        trace: for a model with ``k > 1`` outputs, return the trace over the outputs
+            ``sum_a K[:, :, a, a]`` (shape ``(n1, n2)``) instead of the full kernel.
+
     Returns:
         The kernel matrix, shape ``(n1, n2)``; with several devices a ``jax.Array`` sharded
-        by rows (:mod:`ntk_companion.sharding`).
+        by rows (:mod:`ntk_companion.sharding`). For ``k > 1`` outputs (``apply_fn`` returns
+        ``(n, k)``) the full kernel ``K[i, j, a, b] = <grad f_a(x1_i), grad f_b(x2_j)>`` of
+        shape ``(n1, n2, k, k)``, or its trace (``trace=True``), by every method
+        (:mod:`ntk_companion.layer_ntk`, one device). For ``apply_fn = net.apply`` of a
+        network of :mod:`ntk_companion.layers`, ``"structured"`` and ``"auto"`` use its
+        layer factorization.
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -335,12 +386,17 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
         check_finite(x2, "x2")
         check_same_features(x1, x2)
     check_choice(method, "method", (*_METHODS, "auto"))
+    if not isinstance(trace, (bool,)):
+        raise TypeError(f"trace must be True or False, got {type(trace).__name__}")
     if block_size is not None:
         block_size = check_int(block_size, "block_size", minimum=1)
     _check_per_example(apply_fn, params, x1, "x1")
     apply_fn = static_callable(apply_fn)
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
+    routed = _vector_or_layers(apply_fn, params, x1, x2, method, block_size, trace)
+    if routed is not None:
+        return routed
     if method == "auto":
         P = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params))
         method, block_size = _auto_method(apply_fn, params, n1, n2, P, block_size)

@@ -170,8 +170,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match="x has 2 features but params expect 3"):
         ntk.jacobian(f, p, jnp.ones((4, 2)))
     vec = ntk.MLP((3,), out_dim=2)
-    with pytest.raises(ValueError, match="apply_fn must return one scalar output per input"):
-        ntk.empirical_ntk(vec.apply, vec.init(jax.random.key(0), 3), X1)
+    # several outputs: the full (n1, n2, k, k) kernel (tests/test_layers.py checks values)
+    assert ntk.empirical_ntk(vec.apply, vec.init(jax.random.key(0), 3), X1).shape == \
+        (7, 7, 2, 2)
     with pytest.raises(ValueError, match=r"v must have one entry per input \(7\)"):
         ntk.ntk_vp(f, p, X1, jnp.ones(6))
     with pytest.raises(ValueError, match="v must be 1-D or 2-D"):

@@ -101,8 +101,9 @@ def test_structured_bad_input():
     with pytest.raises(ValueError, match=r"x1 must be 2-D of shape \(n, d_in\)"):
         ntk.empirical_ntk(model.apply, params, jnp.ones((4, 3, 1)))
     vec = ntk.MLP((4,), out_dim=2)
-    with pytest.raises(ValueError, match="apply_fn must return one scalar output per input"):
-        ntk.empirical_ntk(vec.apply, normal_params(vec, 3, 0), X1, method="structured")
+    # several outputs: the full (n1, n2, k, k) kernel (tests/test_layers.py checks values)
+    K = ntk.empirical_ntk(vec.apply, normal_params(vec, 3, 0), X1, method="structured")
+    assert K.shape == (X1.shape[0], X1.shape[0], 2, 2)
 
 
 # ------------------------------------------------------------------ jit, vmap, grad

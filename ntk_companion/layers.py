@@ -1,0 +1,874 @@
+r"""Compositional layers: each layer knows its finite network, its infinite-width kernel map
+and its share of the structured empirical NTK, so an architecture is described once.
+
+Inputs are batches ``x`` of shape ``(n, *S, C)``: ``S`` the spatial shape (``()`` for a
+vector, ``(L,)`` for 1-D signals, ``(H, W)`` for images), ``C`` the channels (last).
+
+Finite network
+--------------
+``layer.init(key, in_shape) -> params`` (``in_shape`` without the batch axis) and
+``layer.apply(params, x)``. A parameterized layer with fan-in ``N`` computes, in the NTK
+parameterization, ``z = (W_std / sqrt(N)) (W * a) + b_std b`` with ``W, b ~ N(0, 1)``, in the
+standard parameterization ``z = W * a + b`` with ``W ~ N(0, W_std^2 / N)``, ``b ~ N(0,
+b_std^2)`` (the same normals rescaled: one key gives the same function in both).
+
+Kernel map
+----------
+For every layer the infinite-width limit (widths, i.e. channels, to infinity) is a map of
+the state ``(K, Theta)``: ``K[i, j, s, t] = lim (1/C) sum_c E[a_{s,c}(x_i) a_{t,c}(x'_j)]``,
+the NNGP covariance between position ``s`` of input ``x_i`` and position ``t`` of ``x'_j``,
+and the NTK ``Theta`` of the same shape (plus the covariances of ``x_i`` with itself, which
+the nonlinearities need). The input state is ``K = x_s . x'_t / C``, ``Theta = 0``.
+See each layer's docstring for its map; the NTK maps hold in the NTK parameterization. The
+kernels of a network with ``k`` outputs are ``K (x) I_k``: outputs are independent and
+identically distributed in the limit, so :meth:`Layer.kernels` returns the ``(n1, n2)``
+factor ``K``.
+
+Structured empirical NTK
+------------------------
+A parameterized layer (``Dense``, ``Conv``) with inputs ``a`` (for a convolution, the
+patches ``P_s(a)`` of the positions ``s``; for a dense layer the input at ``s``) and
+backpropagated signals ``delta_s = d f / d z_s`` contributes
+
+    K_l(x, x') = c^2 sum_{s,t} (P_s(x) . P_t(x')) (delta_s(x) . delta_t(x'))
+                 + beta^2 (sum_s delta_s(x)) . (sum_t delta_t(x')),
+
+``c^2 = W_std^2 / N``, ``beta^2 = b_std^2`` (NTK) or ``c = beta = 1`` (standard). Equivalently
+``c^2 <g(x), g(x')>`` with the per-example weight gradient ``g = sum_s P_s delta_s^T``
+(``N x C_out`` numbers); the cheaper of the two forms is used per layer (position Grams
+when ``|S|^2 (N + C_out) <= N C_out``). See :mod:`ntk_companion.layer_ntk`.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import _tiling, sharding
+from ._validation import (as_array, check_batch, check_choice, check_finite, check_int,
+                          check_same_features, check_scalar)
+from .analytic import AUTO_BLOCK, AUTO_TILE_ENTRIES, Kernels, _CLOSED_FORMS, _moments_fn
+from .models import _is_key, get_activation
+
+__all__ = ["Layer", "Dense", "Conv", "Activation", "AvgPool", "GlobalAvgPool", "Flatten",
+           "LayerNorm", "Identity", "serial", "parallel_sum", "KernelState"]
+
+Shape = tuple[int, ...]
+_PADDINGS = ("SAME", "VALID", "CIRCULAR")
+
+
+class KernelState(NamedTuple):
+    """Infinite-width state between the row batch ``x`` (``n1``) and column batch ``x'``.
+
+    Attributes:
+        nngp: ``K[i, j, *s, *t]``, shape ``(n1, n2, *S, *S)``.
+        ntk: ``Theta``, same shape.
+        var1: ``K(x_i, x_i)[*s, *t]``, shape ``(n1, *S, *S)``.
+        var2: ``K(x'_j, x'_j)``, shape ``(n2, *S, *S)``.
+    """
+
+    nngp: jax.Array
+    ntk: jax.Array
+    var1: jax.Array
+    var2: jax.Array
+
+
+def _rank(state: KernelState) -> int:
+    return (state.var1.ndim - 1) // 2
+
+
+def _diag(var: jax.Array) -> jax.Array:
+    """``var[i, *s, *s]``, shape ``(n, *S)``."""
+    r = (var.ndim - 1) // 2
+    spatial = var.shape[1:1 + r]
+    p = math.prod(spatial)
+    flat = var.reshape(var.shape[0], p, p)
+    return jnp.diagonal(flat, axis1=1, axis2=2).reshape(var.shape[0], *spatial)
+
+
+# --------------------------------------------------------------------------- base
+class Layer:
+    """Common interface of the layers (see the module docstring).
+
+    Subclasses implement ``out_shape(in_shape)``, ``init(key, in_shape)``,
+    ``_fwd(params, x, rec)``, ``kernel_map(state)`` and ``centered(in_centered)`` (whether
+    the output is a zero-mean function of independent weights, which makes sums of branches
+    have summed kernels)."""
+
+    def out_shape(self, in_shape: Shape) -> Shape:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def centered(self, in_centered: bool) -> bool:
+        return False
+
+    def init(self, key: jax.Array, in_shape: Sequence[int], dtype: Any = None) -> Any:
+        """Draw the parameters for inputs of shape ``(n, *in_shape)``."""
+        if not _is_key(key):
+            raise TypeError(f"key must be a jax.random key (jax.random.key(seed) or "
+                            f"jax.random.PRNGKey(seed)), got {type(key).__name__}")
+        in_shape = _check_shape(in_shape, "in_shape")
+        self.out_shape(in_shape)
+        if dtype is None:
+            dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+        elif not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        return self._init(key, in_shape, np.dtype(dtype))
+
+    def _init(self, key: jax.Array, in_shape: Shape, dtype: np.dtype) -> Any:
+        return ()
+
+    def apply(self, params: Any, x: Any) -> jax.Array:
+        """The network on a batch ``x`` of shape ``(n, *in_shape)``."""
+        x = as_array(x, "x")
+        check_batch(x, "x")
+        check_finite(x, "x")
+        self.out_shape(tuple(x.shape[1:]))
+        return self._fwd(params, x, None)
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def kernel_map(self, state: KernelState) -> KernelState:  # pragma: no cover
+        raise NotImplementedError
+
+    def kernels(self, x1: Any, x2: Any = None, *, block_size: int | None = None) -> Kernels:
+        r"""Infinite-width ``Kernels(nngp, ntk)`` of shape ``(n1, n2)`` of this network.
+
+        The state of the inputs, ``K = x_s . x'_t / C``, ``Theta = 0``, is mapped through
+        every layer's :meth:`kernel_map`; the network must end with a vector output
+        (``Dense`` after ``Flatten`` or ``GlobalAvgPool``). With ``k`` outputs the kernel of
+        the outputs is ``K (x) I_k``; the ``(n1, n2)`` factor is returned. Computed by tiles
+        of ``block_size`` inputs (``None``: one tile up to ``AUTO_TILE_ENTRIES`` entries,
+        ``AUTO_BLOCK`` beyond), rows sharded over several devices. NTK parameterization
+        (the standard parameterization has the same NNGP kernel; its NTK diverges with the
+        width).
+
+        >>> import jax, jax.numpy as jnp
+        >>> from ntk_companion import layers as nl
+        >>> net = nl.serial(nl.Conv(8, (3,)), nl.Activation("relu"), nl.GlobalAvgPool(),
+        ...                 nl.Dense(1))
+        >>> x = jax.random.normal(jax.random.key(0), (4, 6, 2))
+        >>> net.kernels(x).ntk.shape
+        (4, 4)
+        """
+        symmetric = x2 is None or x2 is x1
+        x1 = as_array(x1, "x1")
+        check_batch(x1, "x1")
+        check_finite(x1, "x1")
+        if not symmetric:
+            x2 = as_array(x2, "x2")
+            check_batch(x2, "x2")
+            check_finite(x2, "x2")
+            check_same_features(x1, x2)
+            common = jnp.result_type(x1, x2)
+            x1, x2 = x1.astype(common), x2.astype(common)
+        out = self.out_shape(tuple(x1.shape[1:]))
+        self.centered(False)
+        if len(out) != 1:
+            raise ValueError(f"kernels needs a network with vector outputs (n, k); this one "
+                             f"outputs shape (n, *{out}): end it with Flatten() or "
+                             f"GlobalAvgPool() and a Dense layer")
+        if block_size is not None:
+            block_size = check_int(block_size, "block_size", minimum=1)
+        n1 = x1.shape[0]
+        n2 = n1 if symmetric else x2.shape[0]
+        if block_size is None and n1 * n2 > AUTO_TILE_ENTRIES:
+            block_size = AUTO_BLOCK
+        mesh = sharding.row_mesh()
+        if mesh is not None:
+            x1, x2 = sharding.global_inputs((x1, x2), mesh)
+        nngp, ntk = _kernels(self, x1, x1 if symmetric else x2, symmetric, block_size, mesh)
+        return Kernels(nngp=nngp, ntk=ntk)
+
+
+def _input_state(x1: jax.Array, x2: jax.Array) -> KernelState:
+    c = x1.shape[-1]
+    r = x1.ndim - 2
+    s = "abc"[:r]
+    t = "def"[:r]
+    cross = jnp.einsum(f"i{s}z,j{t}z->ij{s}{t}", x1, x2) / c
+    v1 = jnp.einsum(f"i{s}z,i{t}z->i{s}{t}", x1, x1) / c
+    v2 = jnp.einsum(f"i{s}z,i{t}z->i{s}{t}", x2, x2) / c
+    return KernelState(cross, jnp.zeros_like(cross), v1, v2)
+
+
+def _tile(net: Layer, x1: jax.Array, x2: jax.Array, row0: Any, col0: Any,
+          diagonal: bool) -> tuple[jax.Array, jax.Array]:
+    state = net.kernel_map(_input_state(x1, x2))
+    return state.nngp, state.ntk
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
+def _kernels(net: Layer, x1: jax.Array, x2: jax.Array, symmetric: bool,
+             block_size: int | None, mesh: Any) -> tuple[jax.Array, jax.Array]:
+    tile = functools.partial(_tile, net)
+    if mesh is None:
+        return _tiling.fill(tile, x1, x2, n1=x1.shape[0], n2=x2.shape[0],
+                            block_size=block_size, symmetric=symmetric, n_out=2,
+                            dtype=x1.dtype)
+
+    def band(xa, xb, _, row0):
+        xs = sharding.gather(xb)
+        return _tiling.fill(tile, xa, xs, n1=xa.shape[0], n2=xs.shape[0],
+                            block_size=block_size, symmetric=False, n_out=2,
+                            dtype=x1.dtype, row_offset=row0)
+
+    nngp, ntk = sharding.shard_rows(band, mesh, x1, x2, ())
+    if symmetric:
+        nngp, ntk = 0.5 * (nngp + nngp.T), 0.5 * (ntk + ntk.T)
+    return sharding.by_rows(nngp, mesh), sharding.by_rows(ntk, mesh)
+
+
+def _check_shape(shape: Any, name: str) -> Shape:
+    try:
+        shape = tuple(shape)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a tuple of positive integers") from err
+    if not shape:
+        raise ValueError(f"{name} must have at least one (channel) axis, got ()")
+    return tuple(check_int(s, name, minimum=1) for s in shape)
+
+
+def _normals(key: jax.Array, shapes: Sequence[Shape], dtype: np.dtype) -> list[jax.Array]:
+    keys = jax.random.split(key, len(shapes))
+    return [jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes)]
+
+
+# --------------------------------------------------------------------------- affine layers
+@dataclass(frozen=True)
+class _Affine(Layer):
+    """Shared by Dense and Conv: parameters, coefficients, the structured share."""
+
+    def _check_common(self) -> None:
+        object.__setattr__(self, "out_channels",
+                           check_int(self.out_channels, "out_channels", minimum=1))
+        object.__setattr__(self, "W_std", check_scalar(self.W_std, "W_std", positive=True))
+        object.__setattr__(self, "b_std", check_scalar(self.b_std, "b_std", nonnegative=True))
+        check_choice(self.parameterization, "parameterization", ("ntk", "standard"))
+
+    def centered(self, in_centered: bool) -> bool:
+        return True
+
+    @property
+    def has_bias(self) -> bool:
+        return self.b_std > 0
+
+    def _fan_in(self, in_shape: Shape) -> int:
+        return math.prod(self._filter()) * in_shape[-1]
+
+    def _filter(self) -> Shape:
+        return ()
+
+    def _init(self, key: jax.Array, in_shape: Shape, dtype: np.dtype) -> dict:
+        fan_in = self._fan_in(in_shape)
+        w_shape = (*self._filter(), in_shape[-1], self.out_channels)
+        W, b = _normals(key, [w_shape, (self.out_channels,)], dtype)
+        if self.parameterization == "standard":
+            W = W * (self.W_std / math.sqrt(fan_in))
+            b = b * self.b_std
+        return {"W": W, "b": b} if self.has_bias else {"W": W}
+
+    def _check_params(self, params: Any, in_shape: Shape) -> None:
+        want = (*self._filter(), in_shape[-1], self.out_channels)
+        name = type(self).__name__
+        if not isinstance(params, dict) or "W" not in params:
+            raise TypeError(f"params of {name} must be a dict with key 'W'")
+        if tuple(jnp.shape(params["W"])) != want:
+            raise ValueError(f"params of {name}: 'W' must have shape {want} for inputs with "
+                             f"{in_shape[-1]} channels, got {tuple(jnp.shape(params['W']))}")
+        if ("b" in params) != self.has_bias:
+            raise ValueError(f"params of {name} " + ("need a bias 'b' (b_std > 0)"
+                             if self.has_bias else "must not have a bias 'b' (b_std == 0)"))
+
+    def coefficients(self, in_shape: Shape) -> tuple[float, float]:
+        """``(c^2, beta^2)`` of the structured share (0 for ``beta^2`` without bias)."""
+        if self.parameterization == "ntk":
+            c2, b2 = self.W_std ** 2 / self._fan_in(in_shape), self.b_std ** 2
+        else:
+            c2, b2 = 1.0, 1.0
+        return c2, (b2 if self.has_bias else 0.0)
+
+    def _scale(self, params: dict, fan_in: int, z: jax.Array) -> jax.Array:
+        if self.parameterization == "ntk":
+            z = (self.W_std / math.sqrt(fan_in)) * z
+            if "b" in params:
+                z = z + self.b_std * params["b"]
+        elif "b" in params:
+            z = z + params["b"]
+        return z
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        in_shape = tuple(x.shape[1:])
+        self._check_params(params, in_shape)
+        z = self._scale(params, self._fan_in(in_shape), self._linear(params["W"], x))
+        if rec is not None:
+            z = rec(self, params, x, z)
+        return z
+
+
+@dataclass(frozen=True)
+class Dense(_Affine):
+    r"""Dense layer on the channel axis, the same weights at every position:
+    ``z_s = (W_std / sqrt(C)) a_s W + b_std b`` (NTK parameterization).
+
+    Kernel map (per pair of positions): ``K <- W_std^2 K + b_std^2``,
+    ``Theta <- W_std^2 Theta + K_new``.
+    """
+
+    out_channels: int
+    W_std: float = 1.0
+    b_std: float = 0.0
+    parameterization: str = "ntk"
+
+    def __post_init__(self) -> None:
+        self._check_common()
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (*in_shape[:-1], self.out_channels)
+
+    def _linear(self, W: jax.Array, x: jax.Array) -> jax.Array:
+        return x @ W
+
+    def patches(self, a: jax.Array) -> jax.Array:
+        """The layer's inputs as ``(n, |S|, C)``."""
+        return a.reshape(a.shape[0], -1, a.shape[-1])
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        w2, b2 = self.W_std ** 2, self.b_std ** 2
+        k = w2 * state.nngp + b2
+        return KernelState(k, w2 * state.ntk + k, w2 * state.var1 + b2,
+                           w2 * state.var2 + b2)
+
+
+def _pads(spatial: Shape, window: Shape, strides: Shape, padding: str,
+          name: str) -> list[tuple[int, int]]:
+    """``(lo, hi)`` per spatial axis: ``VALID`` none; ``SAME`` and ``CIRCULAR`` the
+    amounts giving ``ceil(L / stride)`` outputs (lo = total // 2)."""
+    out = []
+    for length, f, s in zip(spatial, window, strides):
+        if padding == "VALID":
+            if f > length:
+                raise ValueError(f"{name}: window {f} is larger than the input length "
+                                 f"{length} with padding 'VALID'")
+            out.append((0, 0))
+            continue
+        n_out = -(-length // s)
+        total = max((n_out - 1) * s + f - length, 0)
+        if padding == "CIRCULAR" and total > length:
+            raise ValueError(f"{name}: circular padding of {total} exceeds the input length "
+                             f"{length}")
+        out.append((total // 2, total - total // 2))
+    return out
+
+
+def _out_len(length: int, f: int, s: int, pad: tuple[int, int]) -> int:
+    return (length + pad[0] + pad[1] - f) // s + 1
+
+
+def _pad_spatial(a: jax.Array, axes: Sequence[int], pads: Sequence[tuple[int, int]],
+                 circular: bool) -> jax.Array:
+    widths = [(0, 0)] * a.ndim
+    for ax, p in zip(axes, pads):
+        widths[ax] = p
+    return jnp.pad(a, widths, mode="wrap" if circular else "constant")
+
+
+def _window_check(value: Any, rank: int | None, name: str) -> Shape:
+    try:
+        value = tuple(value)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a tuple of positive integers") from err
+    if not 1 <= len(value) <= 2:
+        raise ValueError(f"{name} must have 1 (1-D) or 2 (2-D) entries, got {value}")
+    if rank is not None and len(value) != rank:
+        raise ValueError(f"{name} must have {rank} entries, got {value}")
+    return tuple(check_int(v, name, minimum=1) for v in value)
+
+
+def _check_spatial(layer: Any, in_shape: Shape, rank: int) -> None:
+    name = type(layer).__name__
+    if len(in_shape) != rank + 1:
+        raise ValueError(f"x: {name} with a {rank}-D window needs inputs of shape "
+                         f"(n, {', '.join(['L'] * rank)}, C) (rank {rank + 2}), got feature "
+                         f"shape {in_shape}")
+
+
+def _same_offset_sum(K: jax.Array, lead: int, rank: int, window: Shape, strides: Shape,
+                     pads: Sequence[tuple[int, int]], circular: bool, out: Shape,
+                     paired: bool) -> jax.Array:
+    """For a covariance ``K[lead..., *s, *t]``: ``sum_o K[s*stride + o, t*stride + o]``
+    (``paired``, a convolution: the same offset on both sides) or ``sum_{o, o'}
+    K[s*stride + o, t*stride + o']`` (pooling), over the window offsets, with padding."""
+    ax1 = list(range(lead, lead + rank))
+    ax2 = list(range(lead + rank, lead + 2 * rank))
+    if not paired:  # separable: pool side 1, then side 2
+        K = _side_sum(K, ax1, window, strides, pads, circular, out)
+        return _side_sum(K, ax2, window, strides, pads, circular, out)
+    K = _pad_spatial(K, ax1 + ax2, list(pads) + list(pads), circular)
+    total = None
+    for off in itertools.product(*(range(f) for f in window)):
+        idx = [slice(None)] * K.ndim
+        for d in range(rank):
+            sl = slice(off[d], off[d] + (out[d] - 1) * strides[d] + 1, strides[d])
+            idx[ax1[d]] = sl
+            idx[ax2[d]] = sl
+        piece = K[tuple(idx)]
+        total = piece if total is None else total + piece
+    return total
+
+
+def _side_sum(K: jax.Array, axes: list[int], window: Shape, strides: Shape,
+              pads: Sequence[tuple[int, int]], circular: bool, out: Shape) -> jax.Array:
+    K = _pad_spatial(K, axes, pads, circular)
+    total = None
+    for off in itertools.product(*(range(f) for f in window)):
+        idx = [slice(None)] * K.ndim
+        for d, ax in enumerate(axes):
+            idx[ax] = slice(off[d], off[d] + (out[d] - 1) * strides[d] + 1, strides[d])
+        piece = K[tuple(idx)]
+        total = piece if total is None else total + piece
+    return total
+
+
+def _windowed(state: KernelState, window: Shape, strides: Shape, padding: str,
+              paired: bool, name: str) -> KernelState:
+    rank = _rank(state)
+    spatial = state.var1.shape[1:1 + rank]
+    pads = _pads(spatial, window, strides, padding, name)
+    out = tuple(_out_len(length, f, s, p)
+                for length, f, s, p in zip(spatial, window, strides, pads))
+    circ = padding == "CIRCULAR"
+    norm = math.prod(window) ** (1 if paired else 2)
+
+    def go(K, lead):
+        return _same_offset_sum(K, lead, rank, window, strides, pads, circ, out,
+                                paired) / norm
+
+    return KernelState(go(state.nngp, 2), go(state.ntk, 2), go(state.var1, 1),
+                       go(state.var2, 1))
+
+
+@dataclass(frozen=True)
+class Conv(_Affine):
+    r"""Convolution, channels last, 1-D (``filter_shape=(f,)``, inputs ``(n, L, C)``) or
+    2-D (``(fh, fw)``, inputs ``(n, H, W, C)``); ``strides``; ``padding`` ``"SAME"``,
+    ``"VALID"`` or ``"CIRCULAR"`` (periodic, the output size of ``"SAME"``). NTK
+    parameterization with fan-in ``N = C prod(filter_shape)``:
+    ``z_s = (W_std / sqrt(N)) sum_{o, c} W[o, c, :] a_{s*stride + o, c} + b_std b``.
+
+    Kernel map: ``K(s, t) <- (W_std^2 / |f|) sum_o K(s*stride + o, t*stride + o) + b_std^2``
+    (the same offset ``o`` on both sides; zero-padded positions contribute 0, circular ones
+    wrap), ``Theta(s, t) <- (W_std^2 / |f|) sum_o Theta(s*stride + o, t*stride + o) + K_new``.
+    A ``1x1`` convolution is :class:`Dense` applied per position.
+    """
+
+    out_channels: int
+    filter_shape: Shape = (3, 3)
+    strides: Shape | None = None
+    padding: str = "SAME"
+    W_std: float = 1.0
+    b_std: float = 0.0
+    parameterization: str = "ntk"
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        f = _window_check(self.filter_shape, None, "filter_shape")
+        object.__setattr__(self, "filter_shape", f)
+        s = (1,) * len(f) if self.strides is None else self.strides
+        object.__setattr__(self, "strides", _window_check(s, len(f), "strides"))
+        check_choice(self.padding, "padding", _PADDINGS)
+
+    def _filter(self) -> Shape:
+        return self.filter_shape
+
+    def _geometry(self, in_shape: Shape) -> tuple[list[tuple[int, int]], Shape]:
+        rank = len(self.filter_shape)
+        _check_spatial(self, in_shape, rank)
+        spatial = in_shape[:-1]
+        for length, s in zip(spatial, self.strides):
+            if s > length:
+                raise ValueError(f"strides {self.strides} larger than the input's spatial "
+                                 f"shape {spatial}")
+        pads = _pads(spatial, self.filter_shape, self.strides, self.padding, "filter_shape")
+        out = tuple(_out_len(length, f, s, p) for length, f, s, p in
+                    zip(spatial, self.filter_shape, self.strides, pads))
+        return pads, out
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        _, out = self._geometry(in_shape)
+        return (*out, self.out_channels)
+
+    def _padded(self, x: jax.Array) -> jax.Array:
+        pads, _ = self._geometry(tuple(x.shape[1:]))
+        rank = len(self.filter_shape)
+        return _pad_spatial(x, range(1, 1 + rank), pads, self.padding == "CIRCULAR")
+
+    def _dims(self) -> tuple[str, str, str]:
+        return (("NHC", "HIO", "NHC") if len(self.filter_shape) == 1
+                else ("NHWC", "HWIO", "NHWC"))
+
+    def _linear(self, W: jax.Array, x: jax.Array) -> jax.Array:
+        return lax.conv_general_dilated(self._padded(x), W, self.strides, "VALID",
+                                        dimension_numbers=self._dims(),
+                                        precision=lax.Precision.HIGHEST)
+
+    def patches(self, a: jax.Array) -> jax.Array:
+        """The patches ``P_s(a)`` of every output position, shape ``(n, |S_out|, N)``."""
+        p = lax.conv_general_dilated_patches(self._padded(a), self.filter_shape,
+                                             self.strides, "VALID",
+                                             dimension_numbers=self._dims(),
+                                             precision=lax.Precision.HIGHEST)
+        return p.reshape(p.shape[0], -1, p.shape[-1])
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        if _rank(state) != len(self.filter_shape):
+            raise ValueError(f"filter_shape {self.filter_shape} does not match inputs with "
+                             f"{_rank(state)} spatial axes")
+        conv = _windowed(state, self.filter_shape, self.strides, self.padding, True,
+                         "filter_shape")
+        w2, b2 = self.W_std ** 2, self.b_std ** 2
+        k = w2 * conv.nngp + b2
+        return KernelState(k, w2 * conv.ntk + k, w2 * conv.var1 + b2, w2 * conv.var2 + b2)
+
+
+# --------------------------------------------------------------------------- activations
+@dataclass(frozen=True)
+class Activation(Layer):
+    r"""Elementwise nonlinearity ``sigma`` (a name of
+    :func:`~ntk_companion.get_activation` or an elementwise callable).
+
+    Kernel map, for each pair of positions with ``(u, v) ~ N(0, [[K(x_s, x_s), K(x_s, x'_t)],
+    [., K(x'_t, x'_t)]])``: ``K <- E[sigma(u) sigma(v)]``, ``Theta <- Theta
+    E[sigma'(u) sigma'(v)]``: closed forms for relu, erf and identity, quadrature
+    (``order``, ``quadrature``) otherwise — the expectations of
+    :func:`~ntk_companion.analytic_kernels`.
+    """
+
+    activation: Any = "relu"
+    order: int = 96
+    quadrature: str = "hermite"
+
+    def __post_init__(self) -> None:
+        get_activation(self.activation)
+        object.__setattr__(self, "order", check_int(self.order, "order", minimum=2))
+        check_choice(self.quadrature, "quadrature", ("hermite", "polar"))
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return in_shape
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        return get_activation(self.activation)(x)
+
+    def _moments(self) -> Callable:
+        if isinstance(self.activation, str) and self.activation in _CLOSED_FORMS:
+            return _moments_fn(self.activation, None, self.order, self.quadrature)
+        return _moments_fn("quadrature", get_activation(self.activation), self.order,
+                           self.quadrature)
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        moments = self._moments()
+        r = _rank(state)
+        d1, d2 = _diag(state.var1), _diag(state.var2)
+        col = (slice(None),) + (None,) * r
+        a = d1[(slice(None), None) + (slice(None),) * r + (None,) * r]
+        b = d2[(None, slice(None)) + (None,) * r + (slice(None),) * r]
+        k, kdot = moments(a, state.nngp, b)
+
+        def self_map(var, d):
+            return moments(d[col[:1] + (slice(None),) * r + (None,) * r], var,
+                           d[col[:1] + (None,) * r + (slice(None),) * r])[0]
+
+        return KernelState(k, state.ntk * kdot, self_map(state.var1, d1),
+                           self_map(state.var2, d2))
+
+
+@dataclass(frozen=True)
+class Identity(Layer):
+    """The identity map (the skip branch of a residual block); kernels unchanged."""
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return in_shape
+
+    def centered(self, in_centered: bool) -> bool:
+        return in_centered
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        return x
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        return state
+
+
+# --------------------------------------------------------------------------- pooling
+@dataclass(frozen=True)
+class AvgPool(Layer):
+    r"""Average pooling over windows ``window_shape`` (1-D or 2-D), ``strides`` (default:
+    the window), ``padding`` as for :class:`Conv` (zero padding counts in the average).
+
+    Kernel map: ``K(s, t) <- |w|^{-2} sum_{o, o'} K(s*stride + o, t*stride + o')``, the same
+    for ``Theta`` (a linear map without parameters)."""
+
+    window_shape: Shape = (2, 2)
+    strides: Shape | None = None
+    padding: str = "VALID"
+
+    def __post_init__(self) -> None:
+        w = _window_check(self.window_shape, None, "window_shape")
+        object.__setattr__(self, "window_shape", w)
+        s = w if self.strides is None else self.strides
+        object.__setattr__(self, "strides", _window_check(s, len(w), "strides"))
+        check_choice(self.padding, "padding", _PADDINGS)
+
+    def centered(self, in_centered: bool) -> bool:
+        return in_centered
+
+    def _geometry(self, in_shape: Shape):
+        _check_spatial(self, in_shape, len(self.window_shape))
+        spatial = in_shape[:-1]
+        for length, s in zip(spatial, self.strides):
+            if s > length:
+                raise ValueError(f"strides {self.strides} larger than the input's spatial "
+                                 f"shape {spatial}")
+        pads = _pads(spatial, self.window_shape, self.strides, self.padding, "window_shape")
+        out = tuple(_out_len(length, f, s, p) for length, f, s, p in
+                    zip(spatial, self.window_shape, self.strides, pads))
+        return pads, out
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (*self._geometry(in_shape)[1], in_shape[-1])
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        pads, out = self._geometry(tuple(x.shape[1:]))
+        rank = len(self.window_shape)
+        return _side_sum(x, list(range(1, 1 + rank)), self.window_shape, self.strides,
+                         pads, self.padding == "CIRCULAR", out) / math.prod(self.window_shape)
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        return _windowed(state, self.window_shape, self.strides, self.padding, False,
+                         "window_shape")
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool(Layer):
+    r"""Mean over all spatial positions: ``(n, *S, C) -> (n, C)``.
+
+    Kernel map: ``K <- |S|^{-2} sum_{s, t} K(s, t)``, the same for ``Theta``."""
+
+    def centered(self, in_centered: bool) -> bool:
+        return in_centered
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) < 2:
+            raise ValueError(f"x: GlobalAvgPool needs inputs with spatial axes (n, *S, C), "
+                             f"got feature shape {in_shape}")
+        return (in_shape[-1],)
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        r = _rank(state)
+
+        def go(K, lead):
+            return jnp.mean(K, axis=tuple(range(lead, lead + 2 * r)))
+
+        return KernelState(go(state.nngp, 2), go(state.ntk, 2), go(state.var1, 1),
+                           go(state.var2, 1))
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    r"""``(n, *S, C) -> (n, |S| C)``.
+
+    Kernel map (the following layer's fan-in is ``|S| C``): ``K <- |S|^{-1} sum_s K(s, s)``,
+    the same for ``Theta``: only equal positions correlate."""
+
+    def centered(self, in_centered: bool) -> bool:
+        return in_centered
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (math.prod(in_shape),)
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        return x.reshape(x.shape[0], -1)
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        r = _rank(state)
+        if r == 0:
+            return state
+        spatial = state.var1.shape[1:1 + r]
+        p = math.prod(spatial)
+
+        def go(K, lead):
+            flat = K.reshape(*K.shape[:lead], p, p)
+            return jnp.mean(jnp.diagonal(flat, axis1=-2, axis2=-1), axis=-1)
+
+        return KernelState(go(state.nngp, 2), go(state.ntk, 2), go(state.var1, 1),
+                           go(state.var2, 1))
+
+
+@dataclass(frozen=True)
+class LayerNorm(Layer):
+    r"""Normalization over the channels at every position:
+    ``a_s <- (a_s - mean_c a_s) / sqrt(var_c a_s + eps)``.
+
+    Kernel map: ``K(s, t) <- K(s, t) / sqrt(K(x_s, x_s) K(x'_t, x'_t))``, the same for
+    ``Theta``. Exact in the limit when the channel mean of the input vanishes there (an input
+    from a ``Dense`` or ``Conv`` layer, :meth:`centered`); otherwise an error is raised."""
+
+    eps: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eps", check_scalar(self.eps, "eps", nonnegative=True))
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return in_shape
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        c = x - mean
+        return c / jnp.sqrt(jnp.mean(c * c, axis=-1, keepdims=True) + self.eps)
+
+    def centered(self, in_centered: bool) -> bool:
+        if not in_centered:
+            raise ValueError("LayerNorm: the kernel map needs an input whose channel mean "
+                             "vanishes at infinite width (place it after a Dense or Conv "
+                             "layer)")
+        return False
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        r = _rank(state)
+        d1, d2 = _diag(state.var1), _diag(state.var2)
+        s1 = jnp.sqrt(d1 + self.eps)
+        s2 = jnp.sqrt(d2 + self.eps)
+        a = s1[(slice(None), None) + (slice(None),) * r + (None,) * r]
+        b = s2[(None, slice(None)) + (None,) * r + (slice(None),) * r]
+
+        def self_norm(var, s):
+            return var / (s[(slice(None),) + (slice(None),) * r + (None,) * r]
+                          * s[(slice(None),) + (None,) * r + (slice(None),) * r])
+
+        return KernelState(state.nngp / (a * b), state.ntk / (a * b),
+                           self_norm(state.var1, s1), self_norm(state.var2, s2))
+
+
+# --------------------------------------------------------------------------- combinators
+@dataclass(frozen=True)
+class _Serial(Layer):
+    layers: tuple
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        for layer in self.layers:
+            in_shape = layer.out_shape(in_shape)
+        return in_shape
+
+    def centered(self, in_centered: bool) -> bool:
+        for layer in self.layers:
+            in_centered = layer.centered(in_centered)
+        return in_centered
+
+    def _init(self, key: jax.Array, in_shape: Shape, dtype: np.dtype) -> list:
+        keys = jax.random.split(key, len(self.layers))
+        params = []
+        for k, layer in zip(keys, self.layers):
+            params.append(layer._init(k, in_shape, dtype))
+            in_shape = layer.out_shape(in_shape)
+        return params
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        if not isinstance(params, (list, tuple)) or len(params) != len(self.layers):
+            raise ValueError(f"params must be a list of {len(self.layers)} entries, one per "
+                             f"layer of the serial network")
+        for p, layer in zip(params, self.layers):
+            x = layer._fwd(p, x, rec)
+        return x
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        for layer in self.layers:
+            state = layer.kernel_map(state)
+        return state
+
+
+def _check_layers(layers: Sequence[Any], name: str) -> tuple:
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError(f"{name} needs at least one layer")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{name}: argument {i} must be a layer of ntk_companion.layers, "
+                            f"got {type(layer).__name__}")
+    return layers
+
+
+def serial(*layers: Layer) -> Layer:
+    """The composition ``layers[-1] o ... o layers[0]``; parameters are a list with one
+    entry per layer (``()`` for a layer without parameters); the kernel maps compose.
+
+    >>> from ntk_companion import layers as nl
+    >>> net = nl.serial(nl.Dense(16), nl.Activation("relu"), nl.Dense(1))
+    >>> net.out_shape((3,))
+    (1,)
+    """
+    return _Serial(_check_layers(layers, "serial"))
+
+
+@dataclass(frozen=True)
+class _Sum(Layer):
+    branches: tuple
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        shapes = [b.out_shape(in_shape) for b in self.branches]
+        if any(s != shapes[0] for s in shapes):
+            raise ValueError(f"parallel_sum: the branches give different output shapes "
+                             f"{shapes}")
+        return shapes[0]
+
+    def centered(self, in_centered: bool) -> bool:
+        flags = [b.centered(in_centered) for b in self.branches]
+        if sum(not f for f in flags) > 1:
+            raise ValueError("parallel_sum: at most one branch may end without a Dense or "
+                             "Conv layer for the kernel map (otherwise the branches are "
+                             "correlated and the kernels do not add)")
+        return all(flags)
+
+    def _init(self, key: jax.Array, in_shape: Shape, dtype: np.dtype) -> list:
+        keys = jax.random.split(key, len(self.branches))
+        return [b._init(k, in_shape, dtype) for k, b in zip(keys, self.branches)]
+
+    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
+        if not isinstance(params, (list, tuple)) or len(params) != len(self.branches):
+            raise ValueError(f"params must be a list of {len(self.branches)} entries, one "
+                             f"per branch of parallel_sum")
+        out = None
+        for p, b in zip(params, self.branches):
+            y = b._fwd(p, x, rec)
+            out = y if out is None else out + y
+        return out
+
+    def kernel_map(self, state: KernelState) -> KernelState:
+        states = [b.kernel_map(state) for b in self.branches]
+        return KernelState(*(sum(s[i] for s in states) for i in range(4)))
+
+
+def parallel_sum(*branches: Layer) -> Layer:
+    r"""Fan-out to every branch and sum: ``f(x) = sum_b branch_b(x)`` (a residual block is
+    ``parallel_sum(Identity(), serial(...))``).
+
+    Kernel map: the branches' kernels add, ``K = sum_b K_b``, ``Theta = sum_b Theta_b``. This
+    is exact when the cross-covariances of the branches vanish, i.e. when every branch but at
+    most one ends in a zero-mean function of its own weights (a ``Dense`` or ``Conv`` layer,
+    possibly followed by pooling or ``Flatten``); :meth:`Layer.kernels` rejects other sums
+    (the finite network is any sum).
+
+    >>> from ntk_companion import layers as nl
+    >>> block = nl.parallel_sum(nl.Identity(), nl.serial(nl.Activation("relu"),
+    ...                                                  nl.Dense(4)))
+    """
+    return _Sum(_check_layers(branches, "parallel_sum"))
