@@ -99,8 +99,8 @@ ensembles
     ``init_ensemble(model, keys, d_in)``: one initialization per key, stacked;
     ``to_standard(model, params)``: NTK -> standard parameterization (same function);
     ``standard_ntk_factors(model, params)``: D with K_SP = G D G^T;
-    ``excess_kurtosis(samples)`` -> (kurtosis, standard error);
-    ``trained_ensemble_gp(...)`` -> (mean, cov) of networks trained in the kernel regime.
+    ``excess_kurtosis(samples)`` -> (kurtosis, standard error); the trained ensemble's
+    mean and covariance are ``predict_ensemble`` (module ``ensemble``).
 spectral
     ``zonal_eigenvalues(d, k_max, profile or depth=, activation=, ..., kernel=)``: the
     eigenvalues mu_k of a dot-product kernel on the sphere (Funk-Hecke quadrature of the
@@ -130,7 +130,7 @@ from .ensemble import Gaussian, predict_ensemble
 from .monte_carlo import monte_carlo_kernels
 from .regression import kernel_regression
 from .random_features import min_norm_fit, random_features, ridge_fit
-from .ensembles import excess_kurtosis, init_ensemble, standard_ntk_factors, to_standard, trained_ensemble_gp  # noqa: E501
+from .ensembles import excess_kurtosis, init_ensemble, standard_ntk_factors, to_standard  # noqa: E501
 from .spectral import LearningCurve, eigenlearning, gegenbauer, harmonic_multiplicity, zonal_eigenvalues, zonal_profile  # noqa: E501
 from .plotting import COLORS, COLUMN_WIDTH_PX, MAX_FIGURE_WIDTH_IN, loglog_with_fit, use_style
 
@@ -155,7 +155,7 @@ __all__ = [
     "monte_carlo_kernels",
     "kernel_regression",
     "min_norm_fit", "random_features", "ridge_fit",
-    "excess_kurtosis", "init_ensemble", "standard_ntk_factors", "to_standard", "trained_ensemble_gp",  # noqa: E501
+    "excess_kurtosis", "init_ensemble", "standard_ntk_factors", "to_standard",  # noqa: E501
     "LearningCurve", "eigenlearning", "gegenbauer", "harmonic_multiplicity", "zonal_eigenvalues", "zonal_profile",  # noqa: E501
     "COLORS", "COLUMN_WIDTH_PX", "MAX_FIGURE_WIDTH_IN", "loglog_with_fit", "use_style",
 ]

@@ -257,12 +257,14 @@ def _check_per_example(apply_fn: ApplyFn, params: PyTree, x: jax.Array, name: st
         return
     if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(params)):
         return
-    out = _scalar_outputs(apply_fn, params, x[:2])
+    out = jnp.asarray(apply_fn(params, x[:2]))      # scalar or vector outputs per input
+    if out.ndim == 0 or out.shape[0] != 2:
+        _scalar_outputs(apply_fn, params, x[:2])     # raises with the shape it expects
     dtype = out.dtype if jnp.issubdtype(out.dtype, jnp.floating) else jnp.float32
-    pair = np.asarray(out, dtype=np.float64)
-    alone = np.array([float(np.asarray(_scalar_outputs(apply_fn, params, x[i:i + 1]))[0])
-                      for i in range(2)])
-    if not np.all(np.isfinite(pair)):
+    pair = np.asarray(out, dtype=np.float64).reshape(2, -1)[:, 0]
+    alone = np.array([float(np.asarray(apply_fn(params, x[i:i + 1]),
+                                       dtype=np.float64).reshape(-1)[0]) for i in range(2)])
+    if not np.all(np.isfinite(np.asarray(out, dtype=np.float64))):
         raise ValueError(f"apply_fn returned NaN or infinite outputs on {name}")
     eps = float(jnp.finfo(dtype).eps)
     tol = 1e3 * eps * (np.max(np.abs(pair)) + np.max(np.abs(alone))) + 1e-300

@@ -1,5 +1,6 @@
 """Ensembles of networks: many initializations at once, the map between parameterizations,
-sample kurtosis, and the Gaussian process of an ensemble trained in the kernel regime.
+and sample kurtosis. (The Gaussian process of an ensemble trained in the kernel regime is
+:func:`~ntk_companion.predict_ensemble`, module :mod:`ntk_companion.ensemble`.)
 
 * :func:`init_ensemble` draws ``len(keys)`` initializations of an :class:`~ntk_companion.MLP`,
   stacked on a leading axis (the layout that ``jax.vmap`` and
@@ -11,9 +12,6 @@ sample kurtosis, and the Gaussian process of an ensemble trained in the kernel r
   for biases.
 * :func:`excess_kurtosis` estimates ``E[f^4] / E[f^2]^2 - 3`` of a centred symmetric sample,
   with its delta-method standard error.
-* :func:`trained_ensemble_gp` is the mean and covariance over initializations of networks
-  trained by gradient flow in the kernel regime: ``f_t(x') = f_0(x') + Theta(x', X)
-  Theta^{-1} (I - e^{-Theta t}) (y - f_0(X))`` with ``f_0 ~ GP(0, Sigma)``.
 """
 from __future__ import annotations
 
@@ -26,11 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._validation import as_array, check_finite, check_int, check_rank, check_time
+from ._validation import as_array, check_int
 from .models import MLP, Params
 
-__all__ = ["init_ensemble", "to_standard", "standard_ntk_factors", "excess_kurtosis",
-           "trained_ensemble_gp"]
+__all__ = ["init_ensemble", "to_standard", "standard_ntk_factors", "excess_kurtosis"]
 
 
 def _check_mlp(model: Any) -> MLP:
@@ -183,65 +180,3 @@ def excess_kurtosis(samples: Any) -> tuple[float, float]:
     var = ((m8 - m4 ** 2) / m2 ** 4 - 4 * m4 * (m6 - m2 * m4) / m2 ** 5
            + 4 * m4 ** 2 * (m4 - m2 ** 2) / m2 ** 6) / f.size
     return m4 / m2 ** 2 - 3.0, math.sqrt(max(var, 0.0))
-
-
-def trained_ensemble_gp(ntk_train: Any, ntk_test_train: Any, nngp_train: Any,
-                        nngp_test_train: Any, nngp_test: Any, y: Any,
-                        t: float = math.inf) -> tuple[jax.Array, jax.Array]:
-    """Mean and covariance over initializations of wide networks trained to time ``t``.
-
-    In the kernel regime a network trained by gradient flow on the sum loss is its
-    linearization with the deterministic NTK ``Theta``, and its initial function is a centred
-    Gaussian process with the NNGP kernel ``Sigma`` {Lee et al. 2019}:
-
-        f_t(x') = f_0(x') + M (y - f_0(X)),   M = Theta(x', X) Theta^{-1} (I - e^{-Theta t}),
-
-    so ``f_t`` on the test inputs is Gaussian with mean ``M y`` and covariance
-
-        Sigma(x', x') - M Sigma(X, x') - Sigma(x', X) M^T + M Sigma(X, X) M^T.
-
-    ``M`` is formed from the eigendecomposition of ``Theta(X, X)``, with
-    ``g_t(lambda) = (1 - e^{-lambda t}) / lambda`` on its eigenvalues (``1 / lambda`` at
-    ``t = inf``, which needs ``Theta(X, X)`` positive definite).
-
-    Args:
-        ntk_train: ``Theta(X, X)``, shape ``(n, n)``.
-        ntk_test_train: ``Theta(X_*, X)``, shape ``(n_*, n)``.
-        nngp_train, nngp_test_train, nngp_test: ``Sigma(X, X)``, ``Sigma(X_*, X)``,
-            ``Sigma(X_*, X_*)``.
-        y: targets, shape ``(n,)``.
-        t: training time ``t >= 0`` (``inf`` for the end point).
-
-    Returns:
-        ``(mean, cov)`` of shapes ``(n_*,)`` and ``(n_*, n_*)``.
-
-    >>> Th = jnp.array([[2.0, 0.5], [0.5, 2.0]]); Sg = 0.5 * Th
-    >>> mean, cov = trained_ensemble_gp(Th, Th, Sg, Sg, Sg, jnp.array([1.0, -1.0]))
-    >>> bool(jnp.allclose(mean, jnp.array([1.0, -1.0]))), float(jnp.max(jnp.abs(cov))) < 1e-12
-    (True, True)
-    """
-    names = ("ntk_train", "ntk_test_train", "nngp_train", "nngp_test_train", "nngp_test", "y")
-    arrays = [as_array(a, name) for a, name in zip(
-        (ntk_train, ntk_test_train, nngp_train, nngp_test_train, nngp_test, y), names)]
-    Th, Th_s, Sg, Sg_s, Sg_ss, y = arrays
-    for a, name in zip(arrays, names):
-        check_rank(a, name, 1 if name == "y" else 2)
-        check_finite(a, name)
-    n = y.shape[0]
-    n_star = Th_s.shape[0]
-    expected = {"ntk_train": (n, n), "ntk_test_train": (n_star, n), "nngp_train": (n, n),
-                "nngp_test_train": (n_star, n), "nngp_test": (n_star, n_star)}
-    for a, name in zip(arrays[:5], names[:5]):
-        if a.shape != expected[name]:
-            raise ValueError(f"{name} must have shape {expected[name]} (n = len(y) = {n}, "
-                             f"n_* = ntk_test_train.shape[0] = {n_star}), got {a.shape}")
-    t = check_time(t, "t")
-    check_rank(t, "t", 0)
-    lam, V = jnp.linalg.eigh(Th)
-    positive = lam > 0
-    g = jnp.where(positive, -jnp.expm1(-lam * t) / jnp.where(positive, lam, 1.0), t)
-    M = ((Th_s @ V) * g) @ V.T                 # Theta_* g_t(Theta), g_t = 1/lam at t = inf
-    mean = M @ y
-    cross = M @ Sg_s.T                                            # M Sigma(X, X_*)
-    cov = Sg_ss - cross - cross.T + M @ Sg @ M.T
-    return mean, 0.5 * (cov + cov.T)

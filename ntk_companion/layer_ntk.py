@@ -13,7 +13,7 @@ One forward pass stores the input ``a_l`` of every ``Dense``/``Conv`` layer ``l`
 "taps" added to its output ``z_l`` give, by one vector-Jacobian product per output ``a``
 (vmapped), the signals ``delta_l^a = d (sum_i f_a(x_i)) / d z_l``, whose row ``i`` is
 ``d f_a(x_i) / d z_l(x_i)`` (outputs depend on their own input only). With the patches
-``P_{l,s}`` of position ``s`` (:meth:`~ntk_companion.layers.Conv.patches`; for a dense layer
+``P_{l,s}`` of position ``s`` (``Conv.patches``; for a dense layer
 the input at ``s``) the layer contributes
 
     K_l[i, j, a, b] = c_l^2 sum_{s,t} (P_s(x_i) . P_t(x'_j)) (delta^a_s(x_i) . delta^b_t(x'_j))

@@ -21,7 +21,7 @@ and the NTK ``Theta`` of the same shape (plus the covariances of ``x_i`` with it
 the nonlinearities need). The input state is ``K = x_s . x'_t / C``, ``Theta = 0``.
 See each layer's docstring for its map; the NTK maps hold in the NTK parameterization. The
 kernels of a network with ``k`` outputs are ``K (x) I_k``: outputs are independent and
-identically distributed in the limit, so :meth:`Layer.kernels` returns the ``(n1, n2)``
+identically distributed in the limit, so ``Layer.kernels`` returns the ``(n1, n2)``
 factor ``K``.
 
 Structured empirical NTK
@@ -142,7 +142,7 @@ class Layer:
         r"""Infinite-width ``Kernels(nngp, ntk)`` of shape ``(n1, n2)`` of this network.
 
         The state of the inputs, ``K = x_s . x'_t / C``, ``Theta = 0``, is mapped through
-        every layer's :meth:`kernel_map`; the network must end with a vector output
+        every layer's ``kernel_map``; the network must end with a vector output
         (``Dense`` after ``Flatten`` or ``GlobalAvgPool``). With ``k`` outputs the kernel of
         the outputs is ``K (x) I_k``; the ``(n1, n2)`` factor is returned. Computed by tiles
         of ``block_size`` inputs (``None``: one tile up to ``AUTO_TILE_ENTRIES`` entries,
@@ -721,7 +721,7 @@ class LayerNorm(Layer):
 
     Kernel map: ``K(s, t) <- K(s, t) / sqrt(K(x_s, x_s) K(x'_t, x'_t))``, the same for
     ``Theta``. Exact in the limit when the channel mean of the input vanishes there (an input
-    from a ``Dense`` or ``Conv`` layer, :meth:`centered`); otherwise an error is raised."""
+    from a ``Dense`` or ``Conv`` layer, ``centered``); otherwise an error is raised."""
 
     eps: float = 0.0
 
@@ -864,7 +864,7 @@ def parallel_sum(*branches: Layer) -> Layer:
     Kernel map: the branches' kernels add, ``K = sum_b K_b``, ``Theta = sum_b Theta_b``. This
     is exact when the cross-covariances of the branches vanish, i.e. when every branch but at
     most one ends in a zero-mean function of its own weights (a ``Dense`` or ``Conv`` layer,
-    possibly followed by pooling or ``Flatten``); :meth:`Layer.kernels` rejects other sums
+    possibly followed by pooling or ``Flatten``); ``Layer.kernels`` rejects other sums
     (the finite network is any sum).
 
     >>> from ntk_companion import layers as nl

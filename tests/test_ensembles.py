@@ -99,14 +99,20 @@ def _kernels(x_train, x_test):
     return tr, te, tt
 
 
-def test_trained_ensemble_gp_against_monte_carlo():
-    """Mean and covariance of f_t for f_0 ~ GP(0, Sigma), by sampling f_0 directly."""
+def _gp(tr, te, tt, y, t=jnp.inf):
+    post = ntk.predict_ensemble(tr, y, t, k_test_train=te, k_test=tt)
+    return post.mean, post.cov
+
+
+def test_predict_ensemble_against_sampled_gaussian_process():
+    """Mean and covariance of f_t for f_0 ~ GP(0, Sigma), by sampling f_0 directly: an
+    independent check of ntk.predict_ensemble (tests/test_ensemble.py trains networks)."""
     x_train = ntk.circle_points(jnp.array([-2.0, -0.5, 1.0, 2.2]))
     x_test = ntk.circle_points(jnp.array([-1.2, 0.3, 1.6]))
     y = jnp.array([0.5, -1.0, 0.8, 0.1])
     tr, te, tt = _kernels(x_train, x_test)
     for t in (0.7, jnp.inf):
-        mean, cov = ntk.trained_ensemble_gp(tr.ntk, te.ntk, tr.nngp, te.nngp, tt.nngp, y, t)
+        mean, cov = _gp(tr, te, tt, y, t)
         # exact sampling of (f_0(X), f_0(X_*)) and the linear map of eq. (f_t)
         S = jnp.block([[tr.nngp, te.nngp.T], [te.nngp, tt.nngp]])
         L = jnp.linalg.cholesky(S + 1e-12 * jnp.eye(7))
@@ -120,30 +126,24 @@ def test_trained_ensemble_gp_against_monte_carlo():
         np.testing.assert_allclose(np.cov(np.asarray(ft).T), cov, atol=0.02 * float(cov.max()))
 
 
-def test_trained_ensemble_gp_limits():
+def test_predict_ensemble_limits():
     x_train = ntk.circle_points(jnp.array([-2.0, -0.5, 1.0, 2.2]))
     y = jnp.array([0.5, -1.0, 0.8, 0.1])
     tr, _, _ = _kernels(x_train, x_train)
     # at t = 0 nothing is learned: mean 0, covariance Sigma
-    mean, cov = ntk.trained_ensemble_gp(tr.ntk, tr.ntk, tr.nngp, tr.nngp, tr.nngp, y, 0.0)
+    mean, cov = _gp(tr, tr, tr, y, 0.0)
     np.testing.assert_allclose(mean, 0.0, atol=1e-14)
     np.testing.assert_allclose(cov, tr.nngp, atol=1e-14)
     # at t = inf on the training inputs: interpolation, no variance
-    mean, cov = ntk.trained_ensemble_gp(tr.ntk, tr.ntk, tr.nngp, tr.nngp, tr.nngp, y)
+    mean, cov = _gp(tr, tr, tr, y)
     np.testing.assert_allclose(mean, y, atol=1e-10)
     assert float(jnp.max(jnp.abs(cov))) < 1e-10
     # the mean equals ntk.predict of the linearized model with zero offset
-    mean_t, _ = ntk.trained_ensemble_gp(tr.ntk, tr.ntk, tr.nngp, tr.nngp, tr.nngp, y, 1.3)
+    mean_t, _ = _gp(tr, tr, tr, y, 1.3)
     np.testing.assert_allclose(mean_t, ntk.predict(tr.ntk, y, 1.3).train, rtol=1e-12)
 
 
-def test_trained_ensemble_gp_bad_input():
-    K = jnp.eye(3)
-    with pytest.raises(ValueError, match="ntk_test_train"):
-        ntk.trained_ensemble_gp(K, jnp.ones((2, 4)), K, jnp.ones((2, 3)), jnp.eye(2),
-                                jnp.ones(3))
-    with pytest.raises(ValueError, match="t"):
-        ntk.trained_ensemble_gp(K, K, K, K, K, jnp.ones(3), -1.0)
+def test_ensembles_bad_input():
     with pytest.raises(TypeError, match="model"):
         ntk.init_ensemble("mlp", KEYS, 2)
     with pytest.raises(TypeError, match="keys"):
