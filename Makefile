@@ -7,7 +7,7 @@
 #                   check, dependency check, strict book build, plain-notebook check,
 #                   every page and JupyterLab opened in headless Chromium
 #   make notebooks  re-execute every chapter, refresh its outputs and plain notebook
-#   make notebook NB=book/03_convergence.md   the same for one chapter (outputs only)
+#   make notebook NB=book/04_convergence.md   the same for one chapter (outputs only)
 #
 # When a virtual or conda environment is active, it is used as it is (and completed
 # from the lock file if a dependency is missing); otherwise a .venv is created here.

@@ -28,15 +28,15 @@ MYST = re.compile(r"\{[a-z]+(?::[a-z]+)?\}`|^\s*(?:`{3,}|:{3,})\s*\{|^\s*:{3,}|"
                   re.M)
 
 
-def resolver(docname: str = "book/03_convergence") -> pn.Resolver:
+def resolver(docname: str = "book/04_convergence") -> pn.Resolver:
     numbers = {"eq-conv-gronwall": ("displaymath", "4.3"),
                "thm-conv-gronwall": ("theorem", "4.1"),
                "lem-conv-x": ("lemma", "4.1"),
                "fig-conv-width": ("figure", "4.4"),
                "ex-conv-pl": ("exercise", "4.2")}
     titles = {"notation": "Notation", "sec-x": "The spectral picture"}
-    chapters = {"book/02_function_space": ("3", "The function-space view"),
-                "book/03_convergence": ("4", "Global convergence"),
+    chapters = {"book/03_function_space": ("3", "The function-space view"),
+                "book/04_convergence": ("4", "Global convergence"),
                 "book/api": (None, "API reference")}
     cites = {"jacot2018ntk": ("Jacot et al.", "2018"), "du2019gradient": ("Du et al.", "2019b"),
              "chizat2019lazy": ("Chizat and Bach", "2019")}
@@ -51,7 +51,7 @@ def resolver(docname: str = "book/03_convergence") -> pn.Resolver:
     ("{ref}`ex-conv-pl`", "Exercise 4.2"),
     ("{ref}`the table <notation>`", "the table"),
     ("{ref}`sec-x`", "The spectral picture"),
-    ("{doc}`02_function_space`", "Chapter 3"),
+    ("{doc}`03_function_space`", "Chapter 3"),
     ("{doc}`api`", "API reference"),
     ("{cite:p}`jacot2018ntk,du2019gradient`", "(Jacot et al., 2018; Du et al., 2019b)"),
     ("{cite:t}`chizat2019lazy`", "Chizat and Bach (2019)"),
@@ -146,7 +146,7 @@ def test_every_chapter_has_a_plain_notebook_without_myst():
 def test_a_plain_notebook_runs_from_top_to_bottom():
     from nbclient import NotebookClient
 
-    nb = nbformat.read(PLAIN / "01_setup.ipynb", as_version=4)
+    nb = nbformat.read(PLAIN / "02_setup.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT / "book")}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
@@ -159,19 +159,19 @@ def test_buttons_point_at_the_plain_notebooks():
     context = {"pathto": lambda name, resource: f"../{name}", "header_buttons": [
         {"type": "group", "buttons": [
             {"type": "link", "label": "download-source-button",
-             "url": "../_sources/book/03_convergence.ipynb"}]},
+             "url": "../_sources/book/04_convergence.ipynb"}]},
         {"type": "group", "buttons": [
             {"type": "link", "text": "Colab", "url":
-             "https://colab.research.google.com/github/o/r/blob/main/book/03_convergence.ipynb"},
+             "https://colab.research.google.com/github/o/r/blob/main/book/04_convergence.ipynb"},
             {"type": "link", "text": "Binder", "url":
-             "https://mybinder.org/v2/gh/o/r/main?urlpath=lab/tree/book/03_convergence.ipynb"},
+             "https://mybinder.org/v2/gh/o/r/main?urlpath=lab/tree/book/04_convergence.ipynb"},
         ]}]}
-    pn.point_buttons(None, "book/03_convergence", "page.html", context, None)
+    pn.point_buttons(None, "book/04_convergence", "page.html", context, None)
     download, (colab, binder) = (context["header_buttons"][0]["buttons"][0],
                                  context["header_buttons"][1]["buttons"])
-    assert download["url"] == "../notebooks/03_convergence.ipynb"
-    assert colab["url"].endswith("/blob/main/book/notebooks/03_convergence.ipynb")
-    assert binder["url"].endswith("urlpath=lab/tree/book/notebooks/03_convergence.ipynb")
+    assert download["url"] == "../notebooks/04_convergence.ipynb"
+    assert colab["url"].endswith("/blob/main/book/notebooks/04_convergence.ipynb")
+    assert binder["url"].endswith("urlpath=lab/tree/book/notebooks/04_convergence.ipynb")
 
 
 def test_the_extension_is_configured():

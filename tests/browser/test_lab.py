@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CHAPTER = "book/03_convergence.md"
+CHAPTER = "book/04_convergence.md"
 TOKEN = "ntk-course-test"
 
 
@@ -78,7 +78,7 @@ def test_chapter_renders_in_jupyterlab(lab: str, browser, screenshots: pathlib.P
         page.wait_for_selector(".jp-Notebook .myst-proof", timeout=120_000)
         page.wait_for_selector(".jp-Notebook .katex, .jp-Notebook mjx-container",
                                timeout=60_000)
-        page.screenshot(path=str(screenshots / "jupyterlab-03_convergence.png"))
+        page.screenshot(path=str(screenshots / "jupyterlab-04_convergence.png"))
         proofs = page.locator(".jp-Notebook .myst-proof").count()
         titles = page.locator(".jp-Notebook .myst-proof-title").all_inner_texts()
         math = page.locator(".jp-Notebook .katex, .jp-Notebook mjx-container").count()
