@@ -58,7 +58,8 @@ from .analytic import AUTO_BLOCK, AUTO_TILE_ENTRIES, Kernels, _CLOSED_FORMS, _mo
 from .models import _is_key, get_activation
 
 __all__ = ["Layer", "Dense", "Conv", "Activation", "AvgPool", "GlobalAvgPool", "Flatten",
-           "LayerNorm", "Identity", "serial", "parallel_sum", "KernelState"]
+           "LayerNorm", "Identity", "serial", "parallel_sum", "KernelState",
+           "GlobalSelfAttention"]
 
 Shape = tuple[int, ...]
 _PADDINGS = ("SAME", "VALID", "CIRCULAR")
@@ -872,3 +873,7 @@ def parallel_sum(*branches: Layer) -> Layer:
     ...                                                  nl.Dense(4)))
     """
     return _Sum(_check_layers(branches, "parallel_sum"))
+
+
+# The attention layer lives in its own module (built on the classes above).
+from .attention import GlobalSelfAttention  # noqa: E402
