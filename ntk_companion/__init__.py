@@ -71,6 +71,10 @@ layers
     ``Flatten``, ``LayerNorm``, ``Identity``, ``serial``, ``parallel_sum``; every layer has
     ``.init``, ``.apply``, ``.kernels`` (infinite-width NNGP and NTK with spatial
     covariances) and a structured empirical NTK through ``empirical_ntk``.
+attention
+    ``GlobalSelfAttention(out_channels, key_channels=, value_channels=, n_heads=,
+    scaling=)``: multi-head self-attention over all positions with the exact
+    infinite-width kernel of 1/d_k ("linear") logit scaling (Hron et al. 2020).
 sharding
     With several devices (or hosts, after ``jax.distributed.initialize()``) the rows of the
     kernels are sharded over them; ``use_devices(devices)`` chooses which.
@@ -125,6 +129,7 @@ from .diagnostics import eigh_descending, fit_power_law, flatten, min_eigenvalue
 from .data import circle_points, gaussian_inputs, regression_1d, target_fn, unit_circle
 from .analytic import Kernels, analytic_kernels
 from .layers import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity, KernelState, Layer, LayerNorm, parallel_sum, serial  # noqa: E501
+from .attention import GlobalSelfAttention
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .ensemble import Gaussian, predict_ensemble
 from .monte_carlo import monte_carlo_kernels
@@ -150,6 +155,7 @@ __all__ = [
     "circle_points", "gaussian_inputs", "regression_1d", "target_fn", "unit_circle",
     "Kernels", "analytic_kernels",
     "Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool", "Identity", "KernelState", "Layer", "LayerNorm", "parallel_sum", "serial",  # noqa: E501
+    "GlobalSelfAttention",
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "Gaussian", "predict_ensemble",
     "monte_carlo_kernels",

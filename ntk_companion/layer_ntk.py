@@ -21,7 +21,9 @@ the input at ``s``) the layer contributes
 
 computed either as that sum of position Grams (cost ``|S|^2 (N + C)`` per pair of inputs)
 or as the Gram of the per-example weight gradients ``g^a = sum_s P_s delta^{a T}_s``
-(``N C`` per pair), whichever is cheaper. The Grams are computed by ``block_size`` tiles
+(``N C`` per pair), whichever is cheaper. A layer built from ``Dense`` projections
+(:class:`~ntk_companion.GlobalSelfAttention`: queries and keys, values, output) records
+each of them, so its share is the sum of theirs. The Grams are computed by ``block_size`` tiles
 (``ntk_companion._tiling``). Several devices: the vector-output and layer paths run on
 one device (the result is replicated); the scalar paths of :mod:`ntk_companion.empirical`
 shard rows.

@@ -1,5 +1,8 @@
 """The layer library: finite networks, kernel maps, structured empirical NTK (float64)."""
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -282,3 +285,38 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="structured"):
         ntk.empirical_ntk(lambda q, z: conv.apply(q, z).reshape(2, -1), p,
                           jnp.ones((2, 5, 2)), method="structured")
+
+
+# ------------------------------------------------------------------ several devices
+SHARDED_SCRIPT = """
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_enable_x64", True)
+from ntk_companion import layers as nl, sharding
+assert jax.device_count() == 2, jax.devices()
+x1 = jax.random.normal(jax.random.key(0), (5, 6, 5, 2))
+x2 = jax.random.normal(jax.random.key(1), (3, 6, 5, 2))
+net = nl.serial(nl.Conv(4, (3, 3), b_std=0.1), nl.Activation("relu"),
+                nl.parallel_sum(nl.Identity(), nl.serial(nl.Activation("erf"),
+                                                         nl.Conv(4, (3, 2)))),
+                nl.AvgPool((2, 2)), nl.Flatten(), nl.Dense(1))
+one = sharding.use_devices(jax.devices()[:1])
+for args, block in [((x1,), None), ((x1,), 2), ((x1, x2), None), ((x2, x1), 2)]:
+    sharded = net.kernels(*args, block_size=block)
+    with one:
+        single = net.kernels(*args, block_size=block)
+    for a, b in zip(sharded, single):
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.allclose(a, b, rtol=1e-12, atol=1e-14 * np.abs(b).max()), (args, block)
+        if len(args) == 1:
+            assert np.array_equal(a, a.T)
+print("sharded ok")
+"""
+
+
+def test_layer_kernels_sharded_over_two_devices_equal_one_device():
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sharded ok" in out.stdout
