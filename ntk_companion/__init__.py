@@ -94,11 +94,13 @@ monte_carlo
     NNGP kernel and NTK of any finite network averaged over initializations, by tiles.
 regression
     ``kernel_regression(K_train, y, K_test_train, ridge)`` = K_* (K + ridge I)^{-1} y by a
-    Cholesky solve (a non-positive-definite ``K`` raises and suggests a ridge).
+    Cholesky solve (a non-positive-definite ``K`` raises and suggests a ridge);
+    ``gaussian_kernel(x1, x2, lengthscale)`` = exp(-|x - x'|^2 / (2 l^2)).
 random_features
     ``random_features(x, W)`` = sigma(x W^T / sqrt(d)) / sqrt(N) (an (n, N) feature matrix);
     ``min_norm_fit(Phi, y)`` = Phi^+ y and ``ridge_fit(Phi, y, ridge)`` =
-    (Phi^T Phi + ridge I)^{-1} Phi^T y, both by SVD.
+    (Phi^T Phi + ridge I)^{-1} Phi^T y, both by SVD; ``marchenko_pastur_edges(n, N)``:
+    the spectral edges (1 -+ sqrt(n/N))^2 of Phi Phi^T for Gaussian Phi, Tracy-Widom scales.
 ensembles
     ``init_ensemble(model, keys, d_in)``: one initialization per key, stacked;
     ``to_standard(model, params)``: NTK -> standard parameterization (same function);
@@ -133,8 +135,9 @@ from .attention import GlobalSelfAttention
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .ensemble import Gaussian, predict_ensemble
 from .monte_carlo import monte_carlo_kernels
-from .regression import kernel_regression
-from .random_features import min_norm_fit, random_features, ridge_fit
+from .regression import gaussian_kernel, kernel_regression
+from .random_features import (MPEdges, marchenko_pastur_edges, min_norm_fit,
+                              random_features, ridge_fit)
 from .ensembles import excess_kurtosis, init_ensemble, standard_ntk_factors, to_standard  # noqa: E501
 from .spectral import LearningCurve, eigenlearning, gegenbauer, harmonic_multiplicity, zonal_eigenvalues, zonal_profile  # noqa: E501
 from .plotting import COLORS, COLUMN_WIDTH_PX, MAX_FIGURE_WIDTH_IN, loglog_with_fit, use_style
@@ -159,8 +162,9 @@ __all__ = [
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "Gaussian", "predict_ensemble",
     "monte_carlo_kernels",
-    "kernel_regression",
+    "kernel_regression", "gaussian_kernel",
     "min_norm_fit", "random_features", "ridge_fit",
+    "MPEdges", "marchenko_pastur_edges",
     "excess_kurtosis", "init_ensemble", "standard_ntk_factors", "to_standard",  # noqa: E501
     "LearningCurve", "eigenlearning", "gegenbauer", "harmonic_multiplicity", "zonal_eigenvalues", "zonal_profile",  # noqa: E501
     "COLORS", "COLUMN_WIDTH_PX", "MAX_FIGURE_WIDTH_IN", "loglog_with_fit", "use_style",

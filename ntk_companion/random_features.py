@@ -42,7 +42,7 @@ no explicit inverse. Every function works in the dtype it is given and under ``j
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,7 +50,8 @@ import numpy as np
 
 from ._validation import as_array, check_finite, check_rank, check_scalar, is_concrete
 
-__all__ = ["random_features", "min_norm_fit", "ridge_fit"]
+__all__ = ["random_features", "min_norm_fit", "ridge_fit", "MPEdges",
+           "marchenko_pastur_edges"]
 
 
 def random_features(x: Any, W: Any, *, activation: str | Callable = "relu") -> jax.Array:
@@ -211,3 +212,77 @@ def _ridge(Phi: jax.Array, y: jax.Array, ridges: jax.Array, rcond: jax.Array) ->
     if y.ndim == 1:
         return (filt * coef) @ Vt                                         # (R, N)
     return jnp.einsum("rk,kc,kn->rnc", filt, coef, Vt)                    # (R, N, k)
+
+
+class MPEdges(NamedTuple):
+    """Edges of the Marchenko-Pastur law and the Tracy-Widom scales of the extreme
+    eigenvalues (see :func:`marchenko_pastur_edges`)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    lower_scale: np.ndarray
+    upper_scale: np.ndarray
+
+
+def marchenko_pastur_edges(n: Any, N: Any) -> MPEdges:
+    r"""Spectral edges of ``Phi Phi^T`` for an ``(n, N)`` matrix with i.i.d. ``N(0, 1/N)``
+    entries, with the Tracy-Widom scale of the extreme eigenvalues.
+
+    With ``gamma = n / N``, the nonzero eigenvalues of ``Phi Phi^T`` (there are ``min(n, N)``)
+    fill, as ``n, N -> infinity`` at fixed ``gamma``, the Marchenko-Pastur support
+
+    .. code-block:: text
+
+        [(1 - sqrt(gamma))^2, (1 + sqrt(gamma))^2]      (lower, upper)
+
+    on either side of the threshold (for ``N < n`` these are the eigenvalues of ``Phi^T Phi``).
+    At finite size the largest eigenvalue fluctuates around the upper edge on the scale of
+    Johnstone (2001), and the smallest one, for ``n != N``, around the lower edge on the
+    scale with the signs reversed; with ``a = min(n, N)``, ``b = max(n, N)``:
+
+    .. code-block:: text
+
+        lambda_max ~ upper + upper_scale * TW_1,
+            upper_scale = (sqrt a + sqrt b) (1/sqrt a + 1/sqrt b)^(1/3) / N
+        lambda_min ~ lower - lower_scale * TW_1,
+            lower_scale = (sqrt b - sqrt a) (1/sqrt a - 1/sqrt b)^(1/3) / N
+
+    where ``TW_1`` follows the Tracy-Widom law of order 1 (mean -1.2065, standard deviation
+    1.2680), so both are of relative order ``a^(-2/3)``. At ``n = N`` the lower edge is the
+    hard edge 0 and ``lower_scale`` is 0 (its fluctuations are not Tracy-Widom).
+
+    Args:
+        n: number of rows (training points), a positive integer or an array of them.
+        N: number of columns (features), a positive integer or an array of them; ``n`` and
+            ``N`` broadcast.
+
+    Returns:
+        ``MPEdges(lower, upper, lower_scale, upper_scale)`` as float arrays of the broadcast
+        shape.
+
+    >>> import ntk_companion as ntk
+    >>> e = ntk.marchenko_pastur_edges(64, 256)                    # gamma = 1/4
+    >>> float(e.lower), float(e.upper)
+    (0.25, 2.25)
+    >>> float(ntk.marchenko_pastur_edges(64, 64).lower)            # the threshold N = n
+    0.0
+    """
+    dims = []
+    for value, name in ((n, "n"), (N, "N")):
+        arr = np.asarray(value)
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{name} must be a positive integer (or an array of them), got "
+                            f"{value!r}")
+        if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 1) \
+                or np.any(arr != np.round(arr)):
+            raise ValueError(f"{name} must be a positive integer (or an array of them), got "
+                             f"{value!r}")
+        dims.append(arr.astype(np.float64))
+    n_, N_ = np.broadcast_arrays(*dims)
+    root = np.sqrt(n_ / N_)
+    a, b = np.minimum(n_, N_), np.maximum(n_, N_)
+    ra, rb = np.sqrt(a), np.sqrt(b)
+    upper_scale = (ra + rb) * (1 / ra + 1 / rb) ** (1 / 3) / N_
+    lower_scale = (rb - ra) * (1 / ra - 1 / rb) ** (1 / 3) / N_
+    return MPEdges(lower=(1 - root) ** 2, upper=(1 + root) ** 2,
+                   lower_scale=lower_scale, upper_scale=upper_scale)

@@ -19,7 +19,7 @@ from jax.scipy.linalg import cho_factor, cho_solve
 from ._validation import (as_array, check_finite, check_rank, check_scalar, check_symmetric,
                           check_test_train, is_concrete, value_check)
 
-__all__ = ["kernel_regression"]
+__all__ = ["kernel_regression", "gaussian_kernel"]
 
 
 def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.0) -> jax.Array:
@@ -90,3 +90,38 @@ def _solve(K: jax.Array, y: jax.Array, Ks: jax.Array, ridge: jax.Array
     tol = n * jnp.finfo(A.dtype).eps * jnp.max(jnp.abs(jnp.diagonal(A)))
     ok = jnp.all(jnp.isfinite(L)) & jnp.all(jnp.diagonal(L) ** 2 > tol)
     return Ks @ cho_solve(factor, y), ok
+
+
+def gaussian_kernel(x1: Any, x2: Any, lengthscale: float = 1.0) -> jax.Array:
+    r"""Gaussian (RBF) kernel matrix ``k(x, x') = exp(-|x - x'|^2 / (2 lengthscale^2))``.
+
+    A strictly positive definite kernel on ``R^d`` with ``k(x, x) = 1``: its Gram matrix on
+    distinct points is positive definite, and its RKHS norm bounds every function in it,
+    ``|g(x)| <= ||g||_H``.
+
+    Args:
+        x1: inputs, shape ``(n1, d)``.
+        x2: inputs, shape ``(n2, d)``.
+        lengthscale: ``> 0``, the width ``l`` of the kernel.
+
+    Returns:
+        The ``(n1, n2)`` matrix ``k(x1_i, x2_j)``.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> K = ntk.gaussian_kernel(jnp.array([[0.0], [1.0]]), jnp.array([[0.0]]))
+    >>> [round(float(v), 6) for v in K[:, 0]]                  # 1 and exp(-1/2)
+    [1.0, 0.606531]
+    """
+    x1 = as_array(x1, "x1")
+    x2 = as_array(x2, "x2")
+    check_rank(x1, "x1", 2)
+    check_rank(x2, "x2", 2)
+    if x1.shape[1] != x2.shape[1]:
+        raise ValueError(f"x1 and x2 must have the same number of columns (the input "
+                         f"dimension), got shapes {tuple(x1.shape)} and {tuple(x2.shape)}")
+    check_finite(x1, "x1")
+    check_finite(x2, "x2")
+    ell = check_scalar(lengthscale, "lengthscale", positive=True)
+    sq = jnp.sum((x1[:, None, :] - x2[None, :, :]) ** 2, axis=-1)
+    return jnp.exp(-0.5 * sq / ell ** 2)

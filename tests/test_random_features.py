@@ -137,3 +137,34 @@ def test_bad_input():
         ntk.min_norm_fit("abc", Y)
     with pytest.raises(ValueError, match="y contains NaN"):
         ntk.ridge_fit(Phi, Y.at[0].set(jnp.inf), 0.1)
+
+
+def test_marchenko_pastur_edges_formula_and_simulation():
+    e = ntk.marchenko_pastur_edges(64, np.array([16, 64, 256]))
+    np.testing.assert_allclose(e.lower, [1.0, 0.0, 0.25], rtol=1e-15)
+    np.testing.assert_allclose(e.upper, [9.0, 4.0, 2.25], rtol=1e-15)
+    assert e.lower_scale[1] == 0.0 and np.all(e.upper_scale > 0)
+    # swapping n and N rescales by N / n (Phi^T Phi has the nonzero spectrum of Phi Phi^T)
+    f = ntk.marchenko_pastur_edges(256, 64)
+    np.testing.assert_allclose([f.lower, f.upper], [0.25 * 4, 2.25 * 4], rtol=1e-15)
+    # simulation: the mean extreme eigenvalues sit at edge -+ 1.21 scale (Tracy-Widom mean)
+    n, N, S = 40, 400, 200
+    G = jax.random.normal(jax.random.key(5), (S, n, N)) / np.sqrt(N)
+    lam = np.asarray(jnp.linalg.eigvalsh(G @ jnp.swapaxes(G, 1, 2)))
+    e = ntk.marchenko_pastur_edges(n, N)
+    for meas, pred in ((lam[:, -1], e.upper - 1.2065 * e.upper_scale),
+                       (lam[:, 0], e.lower + 1.2065 * e.lower_scale)):
+        se = meas.std() / np.sqrt(S)
+        assert abs(meas.mean() - pred) < 4 * se, (meas.mean(), pred, se)
+        assert abs(meas.mean() - 1.05 * pred) > 4 * se           # a 5 % error is seen
+
+
+def test_marchenko_pastur_edges_bad_input():
+    for bad in (0, -3, 2.5, np.nan, np.array([4, 0])):
+        with pytest.raises(ValueError, match="n must be a positive integer"):
+            ntk.marchenko_pastur_edges(bad, 10)
+    with pytest.raises(ValueError, match="N must be a positive integer"):
+        ntk.marchenko_pastur_edges(10, 0)
+    for bad in ("10", True, None):
+        with pytest.raises(TypeError, match="N must be a positive integer"):
+            ntk.marchenko_pastur_edges(10, bad)

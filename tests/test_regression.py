@@ -81,3 +81,27 @@ def test_bad_input(data):
         kernel_regression(K, y, np.full((3, 7), np.inf))
     with pytest.raises(TypeError, match="K_train must be an array"):
         kernel_regression("K", y, Ks)
+
+
+def test_gaussian_kernel_formula_psd_and_bad_input():
+    from ntk_companion.regression import gaussian_kernel
+
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.normal(size=(5, 3)), rng.normal(size=(4, 3))
+    for ell in (1.0, 0.7):
+        expected = np.exp(-((x1[:, None] - x2[None]) ** 2).sum(-1) / (2 * ell ** 2))
+        np.testing.assert_allclose(gaussian_kernel(x1, x2, ell), expected, rtol=1e-13)
+    K = np.asarray(gaussian_kernel(x1, x1))
+    np.testing.assert_allclose(np.diag(K), 1.0, rtol=1e-15)            # k(x, x) = 1
+    np.testing.assert_allclose(K, K.T, rtol=1e-15)
+    assert np.linalg.eigvalsh(K)[0] > 0                                 # distinct points
+    jitted = jax.jit(gaussian_kernel)(x1, x2, 0.7)
+    np.testing.assert_allclose(jitted, gaussian_kernel(x1, x2, 0.7), rtol=1e-13)
+    with pytest.raises(ValueError, match="same number of columns"):
+        gaussian_kernel(x1, rng.normal(size=(4, 2)))
+    with pytest.raises(ValueError, match="x1"):
+        gaussian_kernel(x1[0], x2)
+    with pytest.raises(ValueError, match="lengthscale"):
+        gaussian_kernel(x1, x2, 0.0)
+    with pytest.raises(TypeError, match="lengthscale"):
+        gaussian_kernel(x1, x2, "1")
