@@ -98,9 +98,64 @@ Expectations
 
 The recursion is exactly the limit of ``empirical_ntk`` / the output covariance of
 :class:`ntk_companion.models.MLP` (NTK parameterization, ``out_dim = 1``) with the same
-``depth``, activation, ``W_std`` and ``b_std``. In the standard parameterization the NNGP
-kernel is the same but the NTK of a finite net differs (and diverges with the width unless
-the learning rate is scaled down).
+``depth``, activation, ``W_std`` and ``b_std``.
+
+Standard parameterization
+-------------------------
+``parameterization="standard", width=m`` gives the kernels of
+``MLP(hidden=(m,) * depth, parameterization="standard")``, whose dense layer with fan-in
+``n`` computes ``z = a W + b`` with ``W ~ N(0, W_std^2 / n)``, ``b ~ N(0, b_std^2)`` at
+initialization: neural-tangents' ``Dense(out_dim=m, parameterization="standard")`` with
+``s=(1, 1)`` (Sohl-Dickstein et al. 2020, arXiv:2001.07301), whose ``kernel_fn`` uses the
+finite ``out_dim``. At initialization the network is the same random function as in the NTK
+parameterization, so the **NNGP kernel is the same**. The gradients differ: ``dz/dW = a``
+instead of ``(W_std / sqrt(n)) a``, ``dz/db = 1`` instead of ``b_std``, so each dense layer
+maps the NTK by
+
+.. code-block:: text
+
+    standard:  Theta <- n K_in + c_b + W_std^2 Theta     (K_in: the NNGP kernel of its input)
+    NTK:       Theta <- W_std^2 K_in + b_std^2 + W_std^2 Theta
+
+with ``n = d`` for the first layer (its term is ``d x.x'/d = x.x'``), ``n = m`` for the
+others, and ``c_b = 1`` when the layers have a bias. This NTK grows linearly with the
+width, ``Theta_SP(m) = m Theta_inf + O(1)``, and it is what the empirical NTK of the finite
+network concentrates on: ``||ntk_hat - Theta_SP(m)|| / ||Theta_SP(m)||`` decays like
+``m^(-1/2)`` (measured slope -0.50 for depth 2, widths 32 to 2048, in
+``tests/test_analytic.py``), and for ``depth = 1`` the expectation over initializations
+is exactly ``Theta_SP(m)`` at every width.
+
+*Learning rate.* Gradient flow for time ``t`` (sum loss, :func:`ntk_companion.predict`)
+with a width-independent learning rate moves the outputs with ``Theta_SP(m)``, which
+diverges as ``m -> infinity``: the standard parameterization has a kernel limit only with
+the learning rate ``eta / m`` (``parameterizations.scaled_lr`` with ``"standard"``: a factor
+``1/m`` on every parameter, which for equal hidden widths is time ``t / m``). Its kernel
+``Theta_SP(m) / m`` tends to ``Theta_inf``, the recursion with ``Theta = 0`` after the first
+dense layer and ``Theta <- K_in + W_std^2 Theta`` in the later ones: the first-layer
+weights and all biases stop training in that limit.
+
+*Zero bias*, side by side (``b_std = 0`` means *no bias parameters* here, as
+``b_std=None`` in neural-tangents; neural-tangents' ``b_std=0.`` is a *trainable bias
+initialized at zero*):
+
+.. code-block:: text
+
+                                 NNGP per dense layer   NTK per dense layer
+    NTK parameterization
+      b_std = 0 (no bias)        W_std^2 K_in           W_std^2 (K_in + Theta)
+      trainable zero bias        W_std^2 K_in           W_std^2 (K_in + Theta)  (the same)
+    standard parameterization
+      b_std = 0 (no bias)        W_std^2 K_in           n K_in + W_std^2 Theta
+      trainable zero bias        W_std^2 K_in           n K_in + 1 + W_std^2 Theta
+      b_std > 0                  W_std^2 K_in + b_std^2 n K_in + 1 + W_std^2 Theta
+
+In the NTK parameterization the bias gradient is ``b_std = 0``, so both conventions are one
+network. In the standard one the trainable zero bias is a different network (the same
+function at initialization, one more trainable parameter per unit): as a finite network it
+is ``MLP(b_std=1.0, parameterization="standard")`` with its initial biases set to 0 (there
+``b_std`` only scales the initial biases), and its NTK adds ``c_b = 1`` in every dense
+layer; ``analytic_kernels(b_std=0.0, parameterization="standard")`` is the network without
+biases.
 
 Tiles and devices
 -----------------
@@ -136,6 +191,7 @@ __all__ = ["Kernels", "analytic_kernels"]
 
 _CLOSED_FORMS = ("relu", "erf", "identity")
 _QUADRATURES = ("hermite", "polar")
+_PARAMETERIZATIONS = ("ntk", "standard")
 #: Largest ``order`` of each rule: numpy's Gauss-Hermite weights are NaN from 371 nodes on
 #: and its Gauss-Laguerre nodes overflow from 187 (measured: the rules integrate 1 and
 #: ``z^2`` to 1e-12 up to these orders).
@@ -337,7 +393,8 @@ def _moments_fn(kind: str, sigma: Callable | None, order: int, rule: str) -> Cal
 
 def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | Callable = "relu",
                      W_std: float = 1.0, b_std: float = 0.0, order: int = 96,
-                     quadrature: str = "hermite", block_size: int | None = None) -> Kernels:
+                     quadrature: str = "hermite", block_size: int | None = None,
+                     parameterization: str = "ntk", width: int | None = None) -> Kernels:
     r"""Infinite-width NNGP kernel and NTK of a fully connected network (module docstring).
 
     The limit, as every hidden width tends to infinity, of ``MLP(hidden=(m,) * depth,
@@ -372,6 +429,14 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
             "Tiles and devices" in the module docstring): memory ``O(b^2)`` besides the
             result. ``None``: one tile up to ``AUTO_TILE_ENTRIES`` (2**16) entries, tiles of
             ``AUTO_BLOCK`` (256) beyond. The result equals the untiled one to rounding.
+        parameterization: ``"ntk"`` (default) or ``"standard"``: the kernels of
+            ``MLP(hidden=(width,) * depth, parameterization="standard")``, as
+            neural-tangents' ``Dense(parameterization="standard")`` defines them (see
+            "Standard parameterization" in the module docstring): the same NNGP kernel, and
+            an NTK that grows linearly with ``width``.
+        width: the hidden width ``m >= 1`` of every hidden layer; required by
+            ``parameterization="standard"`` (its NTK depends on it), ignored by ``"ntk"``
+            (whose kernels do not).
 
     Returns:
         ``Kernels(nngp, ntk)``, each of shape ``(n1, n2)``, in the dtype of ``x1``; with
@@ -389,6 +454,10 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
     >>> k = ntk.analytic_kernels(x, depth=1, activation="relu", W_std=2.0)
     >>> round(float(k.nngp[0, 0]), 6), round(float(k.ntk[0, 0]), 6)   # 16 |x|^2 / (2 d)
     (4.0, 8.0)
+    >>> sp = ntk.analytic_kernels(x, depth=1, W_std=2.0, parameterization="standard",
+    ...                           width=100)
+    >>> round(float(sp.ntk[0, 0]), 6)     # |x|^2 W_std^2 / 2 + width * K_1 = 2 + 100
+    102.0
     """
     symmetric = x2 is None or x2 is x1
     x1 = as_array(x1, "x1")
@@ -419,6 +488,12 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
                          f"beyond), got {order}")
     if block_size is not None:
         block_size = check_int(block_size, "block_size", minimum=1)
+    check_choice(parameterization, "parameterization", _PARAMETERIZATIONS)
+    if width is not None:
+        width = check_int(width, "width", minimum=1)
+    if parameterization == "standard" and width is None:
+        raise ValueError("width (the hidden width m of MLP(hidden=(m,) * depth)) is required "
+                         "with parameterization='standard': its NTK grows linearly with m")
     if not (isinstance(activation, str) or callable(activation)):
         raise TypeError(f"activation must be a name or a callable, got {type(activation).__name__}")
     if isinstance(activation, str) and activation in _CLOSED_FORMS:
@@ -450,11 +525,14 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
                     f"{MAX_ORDER[quadrature]}), use quadrature='polar' for an activation with "
                     f"a kink at 0 (relu, leaky relu, abs as callables), or rescale the inputs "
                     f"/ W_std, b_std (large variances need more nodes)")
+    coeffs = None
+    if parameterization == "standard":
+        coeffs = _standard_coefficients(x1.shape[1], width, depth, b_std > 0, dtype)
     if mesh is not None:
-        x1, x2, w2, b2 = sharding.global_inputs((x1, x2, w2, b2), mesh)
-    nngp, ntk = _recursion(x1, x1 if symmetric else x2, w2, b2, depth=depth, kind=kind,
-                           sigma=sigma, order=order, rule=quadrature, symmetric=symmetric,
-                           block_size=block_size, mesh=mesh)
+        x1, x2, w2, b2, coeffs = sharding.global_inputs((x1, x2, w2, b2, coeffs), mesh)
+    nngp, ntk = _recursion(x1, x1 if symmetric else x2, w2, b2, coeffs, depth=depth,
+                           kind=kind, sigma=sigma, order=order, rule=quadrature,
+                           symmetric=symmetric, block_size=block_size, mesh=mesh)
     finite = _all_finite(nngp, ntk)
     message = (f"the kernels overflowed in {jnp.dtype(dtype).name} (non-finite entries): the "
                f"inputs are too large (the input kernel x.x'/d and its images by the layers "
@@ -463,6 +541,18 @@ def analytic_kernels(x1: Any, x2: Any = None, *, depth: int, activation: str | C
                f"for b_std = 0) or use float64")
     value_check(finite, message)
     return Kernels(nngp=nngp, ntk=ntk)
+
+
+def _standard_coefficients(d: int, width: int, depth: int, bias: bool,
+                           dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(c_hidden, c_readout, c_b)`` of the standard parameterization's NTK update
+    ``Theta <- n K_in + c_b + W_std^2 Theta`` (module docstring): the fan-ins ``n`` of the
+    hidden dense layers (``d``, then ``width``), that of the readout (``width``), and
+    ``c_b = 1`` when the layers have a (trainable) bias, else 0."""
+    fan_in = np.full(depth, float(width))
+    fan_in[0] = float(d)
+    return (jnp.asarray(fan_in, dtype), jnp.asarray(float(width), dtype),
+            jnp.asarray(1.0 if bias else 0.0, dtype))
 
 
 def _check_smooth_at_zero(sigma: Callable) -> None:
@@ -532,14 +622,19 @@ def _all_finite(nngp: jax.Array, ntk: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("depth", "kind", "sigma", "order", "rule",
                                              "symmetric", "block_size", "mesh"))
-def _recursion(x1: jax.Array, x2: jax.Array, w2: jax.Array, b2: jax.Array, *, depth: int,
+def _recursion(x1: jax.Array, x2: jax.Array, w2: jax.Array, b2: jax.Array,
+               coeffs: tuple[jax.Array, jax.Array, jax.Array] | None = None, *, depth: int,
                kind: str, sigma: Callable | None, order: int, rule: str, symmetric: bool,
                block_size: int | None = None, mesh: Any = None) -> tuple[jax.Array, jax.Array]:
     """The layer recursion (module docstring), by tiles and device bands; one compiled
-    program per configuration."""
+    program per configuration. ``coeffs=None``: the NTK parameterization; otherwise
+    ``(c_hidden, c_readout, c_b)`` of the NTK update ``Theta <- c K_in + c_b + W_std^2 Theta``
+    of a dense layer (``c_hidden`` of shape ``(depth,)``, one per hidden layer; see
+    ``_standard_coefficients``)."""
     moments = _moments_fn(kind, sigma, order, rule)
-    tile = functools.partial(_tile, w2=w2, b2=b2, depth=depth, moments=moments,
-                             triangle=kind == "quadrature", symmetric=symmetric)
+    tile = functools.partial(_tile, w2=w2, b2=b2, coeffs=coeffs, depth=depth,
+                             moments=moments, triangle=kind == "quadrature",
+                             symmetric=symmetric)
     dtype = x1.dtype
     if mesh is None:
         return _tiling.fill(tile, x1, x2, n1=x1.shape[0], n2=x2.shape[0],
@@ -558,8 +653,8 @@ def _recursion(x1: jax.Array, x2: jax.Array, w2: jax.Array, b2: jax.Array, *, de
 
 
 def _tile(x1: jax.Array, x2: jax.Array, row0: jax.Array, col0: jax.Array, diagonal: bool, *,
-          w2: jax.Array, b2: jax.Array, depth: int, moments: Callable, triangle: bool,
-          symmetric: bool) -> tuple[jax.Array, jax.Array]:
+          w2: jax.Array, b2: jax.Array, coeffs: tuple[jax.Array, ...] | None, depth: int,
+          moments: Callable, triangle: bool, symmetric: bool) -> tuple[jax.Array, jax.Array]:
     """``(nngp, ntk)`` between the rows ``x1`` (global indices from ``row0``) and ``x2``
     (from ``col0``). When the kernel is symmetric, an entry with equal global indices is
     ``K(x, x)`` exactly: its ``K12`` is replaced by ``K11`` before each nonlinearity. For
@@ -583,12 +678,18 @@ def _tile(x1: jax.Array, x2: jax.Array, row0: jax.Array, col0: jax.Array, diagon
             # that the result does not depend on the number of devices.
             lower = (row0 + i)[:, None] > (col0 + jnp.arange(n2))[None, :]
 
-    def layer(carry: tuple[jax.Array, ...], _: Any) -> tuple[tuple[jax.Array, ...], None]:
+    def dense(k12: jax.Array, theta: jax.Array, c: Any) -> tuple[jax.Array, jax.Array]:
+        """A dense layer's maps of the NNGP kernel and the NTK."""
+        if coeffs is None:                               # NTK parameterization
+            k12 = w2 * k12 + b2
+            return k12, k12 + w2 * theta
+        return w2 * k12 + b2, c * k12 + coeffs[2] + w2 * theta    # standard
+
+    def layer(carry: tuple[jax.Array, ...], c: Any) -> tuple[tuple[jax.Array, ...], None]:
         """One hidden layer (dense, then the activation) of the recursion."""
         k11, k22, k12, theta = carry
         k11, k22 = w2 * k11 + b2, w2 * k22 + b2
-        k12 = w2 * k12 + b2
-        theta = k12 + w2 * theta
+        k12, theta = dense(k12, theta, c)
         if diagonal and triangle:
             k12_ij = jnp.where(diag, k11[rows], k12[rows, cols])
             m, mdot = moments(k11[rows], k12_ij, k11[cols])
@@ -609,11 +710,10 @@ def _tile(x1: jax.Array, x2: jax.Array, row0: jax.Array, col0: jax.Array, diagon
 
     # The hidden layers are identical: one scanned body, so that the compiled program (and
     # the compile time) does not grow with the depth.
-    (k11, k22, k12, theta), _ = jax.lax.scan(layer, (k11, k22, k12, theta), None,
+    (k11, k22, k12, theta), _ = jax.lax.scan(layer, (k11, k22, k12, theta),
+                                             None if coeffs is None else coeffs[0],
                                              length=depth)
-    k12 = w2 * k12 + b2
-    theta = k12 + w2 * theta
-    return k12, theta
+    return dense(k12, theta, None if coeffs is None else coeffs[1])
 
 
 def _from_triangle(values: jax.Array, rows: np.ndarray, cols: np.ndarray,

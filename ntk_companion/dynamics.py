@@ -97,6 +97,30 @@ def _check_outputs(f0: Any, name: str, shape: tuple[int, ...]) -> jax.Array:
     return f0
 
 
+def _check_diag_reg(diag_reg: Any, relative: Any, name: str = "diag_reg",
+                    relative_name: str = "diag_reg_relative") -> Any:
+    """Validate a diagonal regularizer ``>= 0`` and its ``relative`` flag (a bool)."""
+    if not isinstance(relative, (bool, np.bool_)):
+        raise TypeError(f"{relative_name} must be a bool (True: {name} is relative to the "
+                        f"kernel's mean diagonal), got {type(relative).__name__}")
+    return check_scalar(diag_reg, name, nonnegative=True)
+
+
+def _diag_reg_value(K: jax.Array, diag_reg: Any, relative: bool) -> Any:
+    """``s = diag_reg`` (absolute) or ``s = diag_reg tr(K) / n`` (relative to the mean
+    diagonal, neural-tangents' default ``diag_reg_absolute_scale=False``)."""
+    return diag_reg * jnp.trace(K) / K.shape[0] if relative else diag_reg
+
+
+def _regularize(K: jax.Array, diag_reg: Any, relative: bool) -> jax.Array:
+    """``K + s I`` with ``s`` from ``_diag_reg_value``; ``K`` itself when ``diag_reg`` is a
+    concrete 0."""
+    if is_concrete(diag_reg) and float(diag_reg) == 0.0:
+        return K
+    s = _diag_reg_value(K, diag_reg, relative)
+    return K + s * jnp.eye(K.shape[0], dtype=K.dtype)
+
+
 @jax.jit
 def _eigh_clipped(K: jax.Array) -> tuple[jax.Array, ...]:
     lam, V = jnp.linalg.eigh(K)
@@ -211,7 +235,8 @@ def residual_flow(H: Any, r0: Any, t: Any) -> jax.Array:
 
 
 def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train: Any = 0.0,
-            f0_test: Any = None) -> Prediction:
+            f0_test: Any = None, diag_reg: float = 0.0,
+            diag_reg_relative: bool = False) -> Prediction:
     r"""Outputs of the linearized model trained by gradient flow on the sum loss for time ``t``.
 
     With ``K = K_train = V diag(lambda) V^T`` and ``K_* = K_test_train``:
@@ -239,6 +264,13 @@ def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train:
             shape of ``y``).
         f0_test: outputs at initialization on the test inputs (scalar or exactly ``(m,)`` /
             ``(m, k)``); default 0. Only with ``K_test_train``.
+        diag_reg: ``s >= 0`` added to the diagonal of ``K_train`` before everything
+            (neural-tangents' ``diag_reg``): the flow is that of ``K_train + s I``, and at
+            ``t = inf`` with ``f0 = 0`` the test outputs are kernel ridge regression with
+            ridge ``s``. Default 0 (no regularization).
+        diag_reg_relative: ``False`` (default): ``s = diag_reg``; ``True``:
+            ``s = diag_reg * tr(K_train) / n``, relative to the mean diagonal
+            (neural-tangents' default, ``diag_reg_absolute_scale=False``).
 
     Returns:
         ``Prediction(train, test)``; ``test`` is ``None`` without ``K_test_train``.
@@ -251,6 +283,10 @@ def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train:
     >>> pred = ntk.predict(K, jnp.array([1.0, -1.0]), jnp.inf, K_test_train=K[:1])
     >>> [round(float(v), 6) for v in pred.train], round(float(pred.test[0]), 6)
     ([1.0, -1.0], 1.0)
+    >>> ridge = ntk.predict(K, jnp.array([1.0, -1.0]), jnp.inf, K_test_train=K[:1],
+    ...                     diag_reg=0.5, diag_reg_relative=True)   # s = 0.5 * 2 = 1
+    >>> round(float(ridge.test[0]), 6)      # K_* (K + I)^{-1} y = (2, 1) (0.5, -0.5)
+    0.5
     """
     K = _check_kernel(K_train, "K_train")
     n = K.shape[0]
@@ -265,7 +301,9 @@ def predict(K_train: Any, y: Any, t: Any, *, K_test_train: Any = None, f0_train:
         raise ValueError("f0_test was given without K_test_train: the test outputs need the "
                          "kernel between test and training inputs (pass K_test_train)")
     t = check_time(t, "t")
-    lam, V = _spectrum(K.astype(jnp.result_type(K, y, f0_train)), "K_train")
+    diag_reg = _check_diag_reg(diag_reg, diag_reg_relative)
+    K = _regularize(K.astype(jnp.result_type(K, y, f0_train)), diag_reg, diag_reg_relative)
+    lam, V = _spectrum(K, "K_train")
     train, r0 = _predict_train(lam, V, y, f0_train, t)
     test = None if Ks is None else _predict_test(lam, V, r0, Ks, f0_test, t)
     return Prediction(train=train, test=test)

@@ -38,9 +38,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._validation import as_array, check_choice, check_scalar, check_symmetric, check_time
+from ._validation import as_array, check_choice, check_symmetric, check_time
 from .analytic import Kernels
-from .dynamics import _check_kernel, _check_targets, _g, _spectrum
+from .dynamics import (_check_diag_reg, _check_kernel, _check_targets, _g, _regularize,
+                       _spectrum)
 
 __all__ = ["Gaussian", "predict_ensemble"]
 
@@ -68,12 +69,6 @@ def _block(kernels: Any, name: str, get: str) -> tuple[jax.Array, jax.Array]:
         raise ValueError(f"{name}.nngp and {name}.ntk must be matrices of one shape, got "
                          f"{tuple(nngp.shape)} and {tuple(ntk.shape)}")
     return nngp, ntk
-
-
-def _regularize(K: jax.Array, reg: Any, relative: bool) -> jax.Array:
-    n = K.shape[0]
-    scale = jnp.trace(K) / n if relative else 1.0
-    return K + (reg * scale) * jnp.eye(n, dtype=K.dtype)
 
 
 def predict_ensemble(k_train: Kernels, y: Any, t: Any, *, k_test_train: Kernels,
@@ -122,10 +117,7 @@ def predict_ensemble(k_train: Kernels, y: Any, t: Any, *, k_test_train: Kernels,
         raise ValueError(f"k_test must be ({m}, {m}) to match k_test_train, got shape "
                          f"{tuple(Kss.shape)}")
     check_symmetric(Kss, "k_test.nngp")
-    diag_reg = check_scalar(diag_reg, "diag_reg", nonnegative=True)
-    if not isinstance(diag_reg_relative, bool):
-        raise TypeError(f"diag_reg_relative must be a bool, got "
-                        f"{type(diag_reg_relative).__name__}")
+    diag_reg = _check_diag_reg(diag_reg, diag_reg_relative)
     t = check_time(t, "t")
     dtype = jnp.result_type(K, Theta, Ks, Theta_s, Kss, y)
     K = _regularize(K.astype(dtype), diag_reg, diag_reg_relative)

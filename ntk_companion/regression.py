@@ -16,13 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 
-from ._validation import (as_array, check_finite, check_rank, check_scalar, check_symmetric,
+from ._validation import (as_array, check_finite, check_rank, check_symmetric,
                           check_test_train, is_concrete, value_check)
+from .dynamics import _check_diag_reg, _diag_reg_value
 
 __all__ = ["kernel_regression", "gaussian_kernel"]
 
 
-def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.0) -> jax.Array:
+def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.0, *,
+                      ridge_relative: bool = False) -> jax.Array:
     r"""Kernel ridge regression ``K_* (K + ridge I)^{-1} y`` by a Cholesky solve.
 
     Args:
@@ -32,6 +34,10 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
             (pass ``K_train`` itself to get the fit on the training inputs).
         ridge: ``>= 0``, added to the diagonal; needed when ``K`` is singular (duplicated
             inputs, more points than the kernel's rank) or ill-conditioned.
+        ridge_relative: ``False`` (default): ``ridge`` is absolute; ``True``: the ridge is
+            ``ridge * tr(K_train) / n``, relative to the kernel's mean diagonal (as
+            neural-tangents' ``diag_reg`` with ``diag_reg_absolute_scale=False``), so that
+            it does not change when the kernel is rescaled.
 
     Returns:
         Predictions, shape ``(m,)`` or ``(m, k)``.
@@ -46,6 +52,9 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
     >>> fit = ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K)   # interpolates y
     >>> bool(jnp.allclose(fit, jnp.array([1.0, 0.0])))
     True
+    >>> rel = ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K, 0.5, ridge_relative=True)
+    >>> bool(jnp.allclose(rel, ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K, 1.0)))
+    True
     """
     K = as_array(K_train, "K_train")
     check_symmetric(K, "K_train")
@@ -58,10 +67,13 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
                          f"{tuple(y.shape)}")
     check_finite(y, "y")
     Ks = check_test_train(K_test_train, n)
-    ridge = check_scalar(ridge, "ridge", nonnegative=True)
+    ridge = _check_diag_reg(ridge, ridge_relative, "ridge", "ridge_relative")
     dtype = jnp.result_type(K, y, Ks)
-    pred, ok = _solve(K.astype(dtype), y.astype(dtype), Ks.astype(dtype),
-                      jnp.asarray(ridge, dtype))
+    K = K.astype(dtype)
+    ridge = _diag_reg_value(K, ridge, ridge_relative)
+    if is_concrete(ridge):
+        ridge = float(ridge)
+    pred, ok = _solve(K, y.astype(dtype), Ks.astype(dtype), jnp.asarray(ridge, dtype))
     if not is_concrete(ok):
         value_check(ok, "K_train + ridge * I is not positive definite (K_train is singular "
                     "or indefinite): pass a positive ridge")

@@ -267,3 +267,49 @@ def test_bad_targets_and_shapes(problem):
         loss_bound(-1.0, 0.1, 1.0)
     with pytest.raises(ValueError, match="lambda_min must be finite"):
         loss_bound(1.0, np.nan, 1.0)
+
+
+# --------------------------------------------------------------------------- diag_reg
+def test_predict_diag_reg_absolute_and_relative():
+    """``diag_reg=s`` is the flow of ``K + s I`` (train and test, finite t and inf); the
+    relative form is ``s = diag_reg tr(K) / n``; at t = inf from f0 = 0 the test outputs are
+    kernel ridge regression with ridge s."""
+    phi, phi_s = _features(11, 6, 4), _features(12, 3, 4)
+    K, Ks = phi @ phi.T, phi_s @ phi.T                 # rank 4 < 6: singular
+    y = np.random.default_rng(13).normal(size=(6, 2))
+    t = np.array([0.3, 2.0, INF])
+    s = 0.05
+    ref = predict(K + s * np.eye(6), y, t, K_test_train=Ks, f0_train=0.1)
+    got = predict(K, y, t, K_test_train=Ks, f0_train=0.1, diag_reg=s)
+    np.testing.assert_allclose(got.train, ref.train, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got.test, ref.test, rtol=1e-12, atol=1e-14)
+    rel = predict(K, y, t, K_test_train=Ks, f0_train=0.1, diag_reg=s / np.trace(K) * 6,
+                  diag_reg_relative=True)
+    np.testing.assert_allclose(rel.test, ref.test, rtol=1e-12, atol=1e-14)
+    inf = predict(K, y, INF, K_test_train=Ks, diag_reg=s)
+    np.testing.assert_allclose(inf.test, kernel_regression(K, y, Ks, ridge=s), rtol=1e-10)
+    # The relative regularizer does not change when the kernel is rescaled (time t / c).
+    scaled = predict(10 * K, y, t / 10, K_test_train=10 * Ks, f0_train=0.1,
+                     diag_reg=0.1, diag_reg_relative=True)
+    base = predict(K, y, t, K_test_train=Ks, f0_train=0.1, diag_reg=0.1,
+                   diag_reg_relative=True)
+    np.testing.assert_allclose(scaled.test, base.test, rtol=1e-11, atol=1e-13)
+    # The default (0) is today's unregularized flow, bit for bit.
+    np.testing.assert_array_equal(predict(K, y, t, K_test_train=Ks, diag_reg=0.0).test,
+                                  predict(K, y, t, K_test_train=Ks).test)
+    # Under jit (a traced diag_reg), the same values.
+    jitted = jax.jit(lambda r: predict(K, y, 2.0, K_test_train=Ks, f0_train=0.1,
+                                       diag_reg=r).test)
+    np.testing.assert_allclose(jitted(s), ref.test[1], rtol=1e-12, atol=1e-14)
+
+
+def test_predict_diag_reg_bad_input():
+    K, y = np.eye(3), np.ones(3)
+    with pytest.raises(ValueError, match="diag_reg must be >= 0"):
+        predict(K, y, 1.0, diag_reg=-1e-3)
+    with pytest.raises(ValueError, match="diag_reg must be finite"):
+        predict(K, y, 1.0, diag_reg=np.nan)
+    with pytest.raises(TypeError, match="diag_reg must be a real number"):
+        predict(K, y, 1.0, diag_reg="1e-3")
+    with pytest.raises(TypeError, match="diag_reg_relative must be a bool"):
+        predict(K, y, 1.0, diag_reg=1e-3, diag_reg_relative="yes")

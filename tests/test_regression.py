@@ -105,3 +105,23 @@ def test_gaussian_kernel_formula_psd_and_bad_input():
         gaussian_kernel(x1, x2, 0.0)
     with pytest.raises(TypeError, match="lengthscale"):
         gaussian_kernel(x1, x2, "1")
+
+
+def test_relative_ridge(data):
+    """``ridge_relative=True``: the ridge is ``ridge tr(K) / n``; rescaling the kernel
+    leaves the prediction unchanged; bad values raise."""
+    K, Ks, y = data["K"], data["Ks"], data["Y"]
+    s = 0.2 * np.trace(K) / K.shape[0]
+    np.testing.assert_allclose(kernel_regression(K, y, Ks, 0.2, ridge_relative=True),
+                               kernel_regression(K, y, Ks, s), rtol=1e-13)
+    np.testing.assert_allclose(kernel_regression(50 * K, y, 50 * Ks, 0.2, ridge_relative=True),
+                               kernel_regression(K, y, Ks, 0.2, ridge_relative=True),
+                               rtol=1e-12)
+    assert not np.allclose(kernel_regression(K, y, Ks, 0.2, ridge_relative=True),
+                           kernel_regression(K, y, Ks, 0.2), rtol=1e-3)
+    jitted = jax.jit(lambda r: kernel_regression(K, y, Ks, r, ridge_relative=True))
+    np.testing.assert_allclose(jitted(0.2), kernel_regression(K, y, Ks, s), rtol=1e-12)
+    with pytest.raises(TypeError, match="ridge_relative must be a bool"):
+        kernel_regression(K, y, Ks, 0.2, ridge_relative=1)
+    with pytest.raises(ValueError, match="ridge must be >= 0"):
+        kernel_regression(K, y, Ks, -0.2, ridge_relative=True)
