@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 
-from ._validation import (as_array, check_finite, check_rank, check_symmetric,
+from ._validation import (as_array, check_finite, check_rank, check_scalar,
+                          check_symmetric,
                           check_test_train, is_concrete, value_check)
 from .dynamics import _check_diag_reg, _diag_reg_value
 
