@@ -338,7 +338,7 @@ def _resolver_tables(app: Any) -> tuple[dict, dict, dict, Callable[[str], tuple[
 
 def write_plain_notebooks(app: Any, exception: Exception | None) -> None:
     """``build-finished``: write ``notebooks/NN_name.ipynb`` into the HTML output."""
-    if exception is not None or app.builder.format != "html":
+    if exception is not None or app.builder.name != "html":
         return
     numbers, titles, chapters, cite = _resolver_tables(app)
     outdir = pathlib.Path(app.outdir) / PLAIN_DIR
