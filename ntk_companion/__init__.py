@@ -88,7 +88,11 @@ ensemble
     ``predict_ensemble(k_train, y, t, k_test_train=, k_test=, get=, diag_reg=,
     diag_reg_relative=)`` -> ``Gaussian(mean, cov)``: the distribution over initializations
     of infinitely wide networks trained by gradient flow (NTK, Lee et al. 2019) or of the
-    readout-only / Bayesian NNGP posterior, at time ``t`` or ``inf``.
+    readout-only / Bayesian NNGP posterior, at time ``t`` or ``inf``;
+    ``init_ensemble(model, keys, d_in)``: one initialization per key, stacked;
+    ``to_standard(model, params)``: NTK -> standard parameterization (same function);
+    ``standard_ntk_factors(model, params)``: D with K_SP = G D G^T;
+    ``excess_kurtosis(samples)`` -> (kurtosis, standard error).
 monte_carlo
     ``monte_carlo_kernels(init_fn, apply_fn, key, x1, x2, n_samples=)`` -> ``Kernels``: the
     NNGP kernel and NTK of any finite network averaged over initializations, by tiles.
@@ -101,12 +105,6 @@ random_features
     ``min_norm_fit(Phi, y)`` = Phi^+ y and ``ridge_fit(Phi, y, ridge)`` =
     (Phi^T Phi + ridge I)^{-1} Phi^T y, both by SVD; ``marchenko_pastur_edges(n, N)``:
     the spectral edges (1 -+ sqrt(n/N))^2 of Phi Phi^T for Gaussian Phi, Tracy-Widom scales.
-ensembles
-    ``init_ensemble(model, keys, d_in)``: one initialization per key, stacked;
-    ``to_standard(model, params)``: NTK -> standard parameterization (same function);
-    ``standard_ntk_factors(model, params)``: D with K_SP = G D G^T;
-    ``excess_kurtosis(samples)`` -> (kurtosis, standard error); the trained ensemble's
-    mean and covariance are ``predict_ensemble`` (module ``ensemble``).
 spectral
     ``zonal_eigenvalues(d, k_max, profile or depth=, activation=, ..., kernel=)``: the
     eigenvalues mu_k of a dot-product kernel on the sphere (Funk-Hecke quadrature of the
@@ -133,12 +131,11 @@ from .analytic import Kernels, analytic_kernels
 from .layers import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity, KernelState, Layer, LayerNorm, parallel_sum, serial  # noqa: E501
 from .attention import GlobalSelfAttention
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
-from .ensemble import Gaussian, predict_ensemble
+from .ensemble import Gaussian, excess_kurtosis, init_ensemble, predict_ensemble, standard_ntk_factors, to_standard  # noqa: E501
 from .monte_carlo import monte_carlo_kernels
 from .regression import gaussian_kernel, kernel_regression
 from .random_features import (MPEdges, marchenko_pastur_edges, min_norm_fit,
                               random_features, ridge_fit)
-from .ensembles import excess_kurtosis, init_ensemble, standard_ntk_factors, to_standard  # noqa: E501
 from .spectral import LearningCurve, eigenlearning, gegenbauer, harmonic_multiplicity, zonal_eigenvalues, zonal_profile  # noqa: E501
 from .plotting import COLORS, COLUMN_WIDTH_PX, MAX_FIGURE_WIDTH_IN, loglog_with_fit, use_style
 
@@ -160,12 +157,11 @@ __all__ = [
     "Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool", "Identity", "KernelState", "Layer", "LayerNorm", "parallel_sum", "serial",  # noqa: E501
     "GlobalSelfAttention",
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
-    "Gaussian", "predict_ensemble",
+    "Gaussian", "excess_kurtosis", "init_ensemble", "predict_ensemble", "standard_ntk_factors", "to_standard",  # noqa: E501
     "monte_carlo_kernels",
     "kernel_regression", "gaussian_kernel",
     "min_norm_fit", "random_features", "ridge_fit",
     "MPEdges", "marchenko_pastur_edges",
-    "excess_kurtosis", "init_ensemble", "standard_ntk_factors", "to_standard",  # noqa: E501
     "LearningCurve", "eigenlearning", "gegenbauer", "harmonic_multiplicity", "zonal_eigenvalues", "zonal_profile",  # noqa: E501
     "COLORS", "COLUMN_WIDTH_PX", "MAX_FIGURE_WIDTH_IN", "loglog_with_fit", "use_style",
 ]

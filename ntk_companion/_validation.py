@@ -181,7 +181,8 @@ def check_time(t: Any, name: str = "t") -> jax.Array:
     return arr
 
 
-def check_same_features(x1: jax.Array, x2: jax.Array, name1: str = "x1", name2: str = "x2") -> None:
+def check_same_features(x1: jax.Array, x2: jax.Array, name1: str = "x1",
+                        name2: str = "x2") -> None:
     """Raise ``ValueError`` unless two input batches have the same feature dimension."""
     if x1.shape[1:] != x2.shape[1:]:
         raise ValueError(f"{name1} and {name2} must have the same feature shape, got "

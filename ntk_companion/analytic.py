@@ -215,6 +215,15 @@ class Kernels(NamedTuple):
     Attributes:
         nngp: ``Sigma(x, x')``, the covariance of the network output at initialization.
         ntk: ``Theta(x, x')``, the limiting neural tangent kernel.
+
+    A named pair, so ``nngp, ntk = kernels`` unpacks it. With one ReLU hidden layer and no
+    bias, ``Theta(x, x) = 2 Sigma(x, x) = |x|^2 / d`` on the diagonal:
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> k = ntk.analytic_kernels(jnp.array([[1.0, 2.0], [3.0, 0.0]]), depth=1)
+    >>> k.nngp.shape, jnp.diag(k.ntk).tolist(), jnp.diag(k.nngp).tolist()
+    ((2, 2), [2.5, 4.5], [1.25, 2.25])
     """
 
     nngp: jax.Array

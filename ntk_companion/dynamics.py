@@ -60,6 +60,15 @@ class Prediction(NamedTuple):
             times; a trailing axis for vector targets).
         test: ``f(X*; t)`` on the test inputs, shape ``(m,)`` (or ``(T, m)``), or ``None``
             when no ``K_test_train`` was given.
+
+    >>> import jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> out = ntk.predict(jnp.eye(2), jnp.array([1.0, -1.0]), jnp.inf,
+    ...                   K_test_train=jnp.array([[0.5, 0.5]]))
+    >>> [float(v) for v in out.train], [float(v) for v in out.test]   # interpolates y
+    ([1.0, -1.0], [0.0])
+    >>> ntk.predict(jnp.eye(2), jnp.array([1.0, -1.0]), 1.0).test is None
+    True
     """
 
     train: jax.Array

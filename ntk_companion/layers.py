@@ -78,6 +78,17 @@ class KernelState(NamedTuple):
         ntk: ``Theta``, same shape.
         var1: ``K(x_i, x_i)[*s, *t]``, shape ``(n1, *S, *S)``.
         var2: ``K(x'_j, x'_j)``, shape ``(n2, *S, *S)``.
+
+    A layer's ``kernel_map`` takes and returns one (here without spatial axes): a dense layer
+    with ``b_std = 1`` maps ``K <- K + 1`` and ``Theta <- Theta + K_new``.
+
+    >>> import jax.numpy as jnp
+    >>> from ntk_companion import layers as nl
+    >>> K = jnp.array([[2.5, 1.5], [1.5, 4.5]])
+    >>> state = nl.KernelState(nngp=K, ntk=0 * K, var1=jnp.diag(K), var2=jnp.diag(K))
+    >>> out = nl.Dense(3, b_std=1.0).kernel_map(state)
+    >>> out.nngp.tolist(), out.ntk.tolist(), out.var1.tolist()
+    ([[3.5, 2.5], [2.5, 5.5]], [[3.5, 2.5], [2.5, 5.5]], [3.5, 5.5])
     """
 
     nngp: jax.Array
@@ -106,7 +117,15 @@ class Layer:
     Subclasses implement ``out_shape(in_shape)``, ``init(key, in_shape)``,
     ``_fwd(params, x, rec)``, ``kernel_map(state)`` and ``centered(in_centered)`` (whether
     the output is a zero-mean function of independent weights, which makes sums of branches
-    have summed kernels)."""
+    have summed kernels).
+
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk_companion import layers as nl
+    >>> net = nl.serial(nl.Dense(8), nl.Activation("erf"), nl.Dense(1))
+    >>> params = net.init(jax.random.key(0), (2,))          # in_shape without the batch
+    >>> isinstance(net, nl.Layer), net.apply(params, jnp.ones((5, 2))).shape
+    (True, (5, 1))
+    """
 
     def out_shape(self, in_shape: Shape) -> Shape:  # pragma: no cover - interface
         raise NotImplementedError
@@ -397,7 +416,14 @@ class Dense(_Affine):
     ``z_s = (W_std / sqrt(C)) a_s W + b_std b`` (NTK parameterization).
 
     Kernel map (per pair of positions): ``K <- W_std^2 K + b_std^2``,
-    ``Theta <- W_std^2 Theta + K_new``.
+    ``Theta <- W_std^2 Theta + K_new``. On inputs the kernel is ``K = x x'^T / C``:
+
+    >>> import jax.numpy as jnp
+    >>> from ntk_companion import layers as nl
+    >>> x = jnp.array([[1.0, 2.0], [3.0, 0.0]])
+    >>> k = nl.Dense(4, W_std=2.0, b_std=0.5).kernels(x)
+    >>> bool(jnp.allclose(k.nngp, 4.0 * (x @ x.T) / 2 + 0.25)), k.ntk.shape
+    (True, (2, 2))
     """
 
     out_channels: int
@@ -545,6 +571,10 @@ class Conv(_Affine):
     (the same offset ``o`` on both sides; zero-padded positions contribute 0, circular ones
     wrap), ``Theta(s, t) <- (W_std^2 / |f|) sum_o Theta(s*stride + o, t*stride + o) + K_new``.
     A ``1x1`` convolution is :class:`Dense` applied per position.
+
+    >>> from ntk_companion import layers as nl
+    >>> nl.Conv(8, (3,), strides=(2,), padding="VALID").out_shape((9, 2))   # (L, C)
+    (4, 8)
     """
 
     out_channels: int
@@ -635,6 +665,11 @@ class Activation(Layer):
     E[sigma'(u) sigma'(v)]``: closed forms for relu, erf and identity, quadrature
     (``order``, ``quadrature``) otherwise — the expectations of
     :func:`~ntk_companion.analytic_kernels`.
+
+    >>> import jax.numpy as jnp
+    >>> from ntk_companion import layers as nl
+    >>> nl.Activation("relu").apply((), jnp.array([[-1.0, 2.0]])).tolist()   # no params
+    [[0.0, 2.0]]
     """
 
     activation: Any = "relu"
@@ -677,7 +712,13 @@ class Activation(Layer):
 
 @dataclass(frozen=True)
 class Identity(Layer):
-    """The identity map (the skip branch of a residual block); kernels unchanged."""
+    """The identity map (the skip branch of a residual block); kernels unchanged.
+
+    >>> import jax.numpy as jnp
+    >>> from ntk_companion import layers as nl
+    >>> nl.Identity().apply((), jnp.array([[1.0, -2.0]])).tolist()
+    [[1.0, -2.0]]
+    """
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return in_shape
@@ -699,7 +740,14 @@ class AvgPool(Layer):
     the window), ``padding`` as for :class:`Conv` (zero padding counts in the average).
 
     Kernel map: ``K(s, t) <- |w|^{-2} sum_{o, o'} K(s*stride + o, t*stride + o')``, the same
-    for ``Theta`` (a linear map without parameters)."""
+    for ``Theta`` (a linear map without parameters).
+
+    >>> import jax.numpy as jnp
+    >>> from ntk_companion import layers as nl
+    >>> x = jnp.arange(4.0).reshape(1, 4, 1)             # one input, 4 positions, 1 channel
+    >>> nl.AvgPool((2,)).apply((), x)[0, :, 0].tolist()
+    [0.5, 2.5]
+    """
 
     window_shape: Shape = (2, 2)
     strides: Shape | None = None
@@ -745,7 +793,12 @@ class AvgPool(Layer):
 class GlobalAvgPool(Layer):
     r"""Mean over all spatial positions: ``(n, *S, C) -> (n, C)``.
 
-    Kernel map: ``K <- |S|^{-2} sum_{s, t} K(s, t)``, the same for ``Theta``."""
+    Kernel map: ``K <- |S|^{-2} sum_{s, t} K(s, t)``, the same for ``Theta``.
+
+    >>> from ntk_companion import layers as nl
+    >>> nl.GlobalAvgPool().out_shape((6, 6, 3))
+    (3,)
+    """
 
     def centered(self, in_centered: bool) -> bool:
         return in_centered
@@ -774,7 +827,12 @@ class Flatten(Layer):
     r"""``(n, *S, C) -> (n, |S| C)``.
 
     Kernel map (the following layer's fan-in is ``|S| C``): ``K <- |S|^{-1} sum_s K(s, s)``,
-    the same for ``Theta``: only equal positions correlate."""
+    the same for ``Theta``: only equal positions correlate.
+
+    >>> from ntk_companion import layers as nl
+    >>> nl.Flatten().out_shape((4, 4, 3))
+    (48,)
+    """
 
     def centered(self, in_centered: bool) -> bool:
         return in_centered
@@ -807,7 +865,14 @@ class LayerNorm(Layer):
 
     Kernel map: ``K(s, t) <- K(s, t) / sqrt(K(x_s, x_s) K(x'_t, x'_t))``, the same for
     ``Theta``. Exact in the limit when the channel mean of the input vanishes there (an input
-    from a ``Dense`` or ``Conv`` layer, ``centered``); otherwise an error is raised."""
+    from a ``Dense`` or ``Conv`` layer, ``centered``); otherwise an error is raised.
+
+    >>> import jax.numpy as jnp
+    >>> from ntk_companion import layers as nl
+    >>> a = nl.LayerNorm().apply((), jnp.array([[1.0, 2.0, 3.0]]))
+    >>> round(float(a.mean()), 12), round(float((a ** 2).mean()), 6)   # mean 0, variance 1
+    (0.0, 1.0)
+    """
 
     eps: float = 0.0
 

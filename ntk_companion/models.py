@@ -158,9 +158,7 @@ def nested_params(params: Params, width: int) -> Params:
     [(3, 2), (2, 2), (2, 1)]
     """
     width = check_int(width, "width", minimum=1)
-    if not isinstance(params, (list, tuple)) or not params or not all(
-            isinstance(layer, dict) and "W" in layer for layer in params):
-        raise TypeError("params must be an MLP parameter list of layers {'W': ..., 'b': ...}")
+    params = _layer_list(params)
     for i, layer in enumerate(params):
         for key, leaf in layer.items():
             check_finite(as_array(leaf, f"params[{i}][{key!r}]"), f"params[{i}][{key!r}]")
@@ -180,6 +178,15 @@ def nested_params(params: Params, width: int) -> Params:
             new["b"] = layer["b"][..., :cols]
         out.append(new)
     return out
+
+
+def _layer_list(params: Any) -> Params:
+    """``params`` as a list, after checking that it is a non-empty list of layer dicts with
+    a weight ``"W"`` (the layout of ``MLP.init``, leaves possibly batched)."""
+    if not isinstance(params, (list, tuple)) or not params or not all(
+            isinstance(layer, dict) and "W" in layer for layer in params):
+        raise TypeError("params must be an MLP parameter list of layers {'W': ..., 'b': ...}")
+    return list(params)
 
 
 def _is_key(key: Any) -> bool:
@@ -331,13 +338,19 @@ class MLP:
         ``(n, out_dim)``. Each dense layer computes
         ``z = (W_std/sqrt(fan_in)) a W + b_std b`` (NTK) or ``z = a W + b`` (standard).
         """
+        return _forward(self, params, self._check_inputs(params, x))
+
+    def _check_inputs(self, params: Any, x: Any) -> jax.Array:
+        """The checks of :meth:`apply` (and of ``hidden_features``): ``x`` a finite batch
+        of shape ``(n, d_in)`` and ``params`` finite layers of this network for ``d_in``
+        inputs; returns ``x`` as an array."""
         x = as_array(x, "x")
         check_batch(x, "x")
         if x.ndim != 2:
             raise ValueError(f"x must be 2-D of shape (n, d_in), got shape {tuple(x.shape)}")
         check_finite(x, "x")
         self._check_params(params, x.shape[1])
-        return _forward(self, params, x)
+        return x
 
 
 # The computations behind ``MLP.init`` / ``MLP.apply``. ``_init`` runs eagerly: with a
@@ -407,11 +420,19 @@ def _dense(model: MLP, layer: dict, a: jax.Array, readout: bool = False) -> jax.
     return z
 
 
-@partial(jax.jit, static_argnums=0)
-def _forward(model: MLP, params: Params, x: jax.Array) -> jax.Array:
+def _activations(model: MLP, params: Params, x: jax.Array) -> list[jax.Array]:
+    """``[a^1(x), ..., a^L(x), f(x)]``: the post-activations of the hidden layers, then the
+    readout's output of shape ``(n, out_dim)``."""
     sigma = get_activation(model.activation)
-    a = x
+    a, out = x, []
     for i, layer in enumerate(params):
         z = _dense(model, layer, a, readout=i == model.depth)
         a = sigma(z) if i < model.depth else z
+        out.append(a)
+    return out
+
+
+@partial(jax.jit, static_argnums=0)
+def _forward(model: MLP, params: Params, x: jax.Array) -> jax.Array:
+    a = _activations(model, params, x)[-1]
     return a[:, 0] if model.out_dim == 1 else a

@@ -52,7 +52,12 @@ PARAMETERIZATIONS = ("ntk", "standard", "mup")
 
 class ABCExponents(NamedTuple):
     """The exponents of one parameterization: ``a`` and ``b`` per dense layer (``L + 1`` of
-    them, input layer first), ``c`` of the step size ``eta m^{-c}``."""
+    them, input layer first), ``c`` of the step size ``eta m^{-c}``.
+
+    >>> e = abc_exponents("ntk", 1)            # one hidden layer: two dense layers
+    >>> e.a, e.b, e.c
+    ((0.0, 0.5), (0.0, 0.0), 0.0)
+    """
 
     a: tuple[float, ...]
     b: tuple[float, ...]
@@ -178,19 +183,7 @@ def hidden_features(model: Any, params: Any, x: jax.Array) -> list[jax.Array]:
     ...                                   jax.numpy.ones((5, 2)))]
     [(5, 4), (5, 3)]
     """
-    from .models import MLP, _dense, get_activation
-    from ._validation import as_array, check_batch, check_finite
+    from .models import MLP, _activations
     if not isinstance(model, MLP):
         raise TypeError(f"model must be an MLP, got {type(model).__name__}")
-    x = as_array(x, "x")
-    check_batch(x, "x")
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D of shape (n, d_in), got shape {tuple(x.shape)}")
-    check_finite(x, "x")
-    model._check_params(params, x.shape[1])
-    sigma = get_activation(model.activation)
-    a, out = x, []
-    for layer in params[:-1]:
-        a = sigma(_dense(model, layer, a))
-        out.append(a)
-    return out
+    return _activations(model, params, model._check_inputs(params, x))[:-1]

@@ -48,7 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import as_array, check_finite, check_rank, check_scalar, is_concrete
+from ._validation import (as_array, check_finite, check_rank, check_same_features,
+                          check_scalar, is_concrete)
 
 __all__ = ["random_features", "min_norm_fit", "ridge_fit", "MPEdges",
            "marchenko_pastur_edges"]
@@ -80,10 +81,7 @@ def random_features(x: Any, W: Any, *, activation: str | Callable = "relu") -> j
     W = as_array(W, "W")
     check_rank(x, "x", 2)
     check_rank(W, "W", 2)
-    if x.shape[1] != W.shape[1]:
-        raise ValueError(f"x and W must have the same number of columns (the input dimension "
-                         f"d), got x of shape {tuple(x.shape)} and W of shape "
-                         f"{tuple(W.shape)}")
+    check_same_features(x, W, "x", "W")
     if x.shape[0] == 0 or W.shape[0] == 0:
         raise ValueError(f"x and W must have at least one row, got x of shape "
                          f"{tuple(x.shape)} and W of shape {tuple(W.shape)}")
@@ -216,7 +214,12 @@ def _ridge(Phi: jax.Array, y: jax.Array, ridges: jax.Array, rcond: jax.Array) ->
 
 class MPEdges(NamedTuple):
     """Edges of the Marchenko-Pastur law and the Tracy-Widom scales of the extreme
-    eigenvalues (see :func:`marchenko_pastur_edges`)."""
+    eigenvalues (see :func:`marchenko_pastur_edges`).
+
+    >>> edges = marchenko_pastur_edges(100, 400)      # gamma = 1/4: (1 -+ 1/2)^2
+    >>> float(edges.lower), float(edges.upper)
+    (0.25, 2.25)
+    """
 
     lower: np.ndarray
     upper: np.ndarray

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 
-from ._validation import (as_array, check_finite, check_rank, check_scalar,
-                          check_symmetric,
-                          check_test_train, is_concrete, value_check)
+from ._validation import (as_array, check_finite, check_rank, check_same_features,
+                          check_scalar, check_symmetric, check_test_train, is_concrete,
+                          value_check)
 from .dynamics import _check_diag_reg, _diag_reg_value
 
 __all__ = ["kernel_regression", "gaussian_kernel"]
@@ -130,9 +130,7 @@ def gaussian_kernel(x1: Any, x2: Any, lengthscale: float = 1.0) -> jax.Array:
     x2 = as_array(x2, "x2")
     check_rank(x1, "x1", 2)
     check_rank(x2, "x2", 2)
-    if x1.shape[1] != x2.shape[1]:
-        raise ValueError(f"x1 and x2 must have the same number of columns (the input "
-                         f"dimension), got shapes {tuple(x1.shape)} and {tuple(x2.shape)}")
+    check_same_features(x1, x2)
     check_finite(x1, "x1")
     check_finite(x2, "x2")
     ell = check_scalar(lengthscale, "lengthscale", positive=True)

@@ -131,7 +131,14 @@ def _mesh(devs: tuple[Any, ...]) -> Mesh:
 
 def row_mesh() -> Mesh | None:
     """The 1-D mesh (axis ``"rows"``) over :func:`ntk_companion.sharding.devices`, or ``None``
-    for one device."""
+    for one device.
+
+    >>> import jax
+    >>> import ntk_companion as ntk
+    >>> mesh = ntk.sharding.row_mesh()
+    >>> mesh is None if jax.device_count() == 1 else mesh.axis_names == ("rows",)
+    True
+    """
     devs = devices()
     return _mesh(devs) if len(devs) > 1 else None
 
@@ -185,7 +192,15 @@ def by_rows(a: jax.Array, mesh: Mesh) -> jax.Array:
 
 def global_inputs(tree: Any, mesh: Mesh | None) -> Any:
     """With several processes, concrete arrays as global arrays replicated over ``mesh``
-    (every process must pass the same values); otherwise ``tree`` unchanged."""
+    (every process must pass the same values); otherwise ``tree`` unchanged.
+
+    >>> import jax, jax.numpy as jnp
+    >>> import ntk_companion as ntk
+    >>> tree = {"x": jnp.ones((4, 2))}
+    >>> out = ntk.sharding.global_inputs(tree, ntk.sharding.row_mesh())
+    >>> out is tree if jax.process_count() == 1 else out["x"].is_fully_replicated
+    True
+    """
     if mesh is None or jax.process_count() == 1:
         return tree
     sharding = NamedSharding(mesh, PartitionSpec())

@@ -240,6 +240,12 @@ class LearningCurve(NamedTuple):
         kappa: the effective regularization, shape ``(len(n),)``.
         learnability: ``L_i = lambda_i / (lambda_i + kappa)``, shape ``(len(n), M)``.
         overfitting: ``E0 = n / (n - sum_i m_i L_i^2)``, shape ``(len(n),)``.
+
+    >>> import numpy as np
+    >>> curve = eigenlearning(np.array([1.0, 0.5, 0.25, 0.125]),
+    ...                       np.array([1.0, 1.0, 0.0, 0.0]), [1, 2, 3])
+    >>> curve.test_error.shape, bool(np.all(np.diff(curve.test_error) < 0))
+    ((3,), True)
     """
 
     test_error: np.ndarray

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._validation import (as_array, check_callable, check_finite, check_int, check_params,
-                          check_scalar, check_symmetric, is_concrete)
+                          check_scalar, check_symmetric, is_concrete, value_check)
 from ._utils import static_callable as _static
 from .losses import square_loss
 
@@ -222,11 +222,37 @@ def gradient_flow(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, t: 
     check_callable(loss_fn, "loss_fn")
     check_params(params, "params")
     _check_loss(loss_fn, params)
-    if observe is None:
+    observes_loss = observe is None
+    if observes_loss:
         observe = loss_fn
     check_callable(observe, "observe")
-    return rk4(_NegGrad(_static(loss_fn)), params, t=t, steps=steps, save_every=save_every,
-               observe=observe)
+    params_T, ts, obs = rk4(_NegGrad(_static(loss_fn)), params, t=t, steps=steps,
+                            save_every=save_every, observe=observe)
+    losses = obs if observes_loss else jnp.stack([loss_fn(params), loss_fn(params_T)])
+    _check_loss_rise(losses, ts[1] - ts[0] if observes_loss else ts[-1], t / steps)
+    return params_T, ts, obs
+
+
+def _check_loss_rise(losses: jax.Array, dt: Any, h: Any) -> None:
+    """Raise if the loss ever rises above its initial value: the exact gradient flow never
+    increases it (``dl/dt = -||grad l||^2``), so a rise by more than ``1e-3 l(0)`` (plus one
+    rounding unit) means that the RK4 steps are unstable, even when the result is finite."""
+    losses = jnp.asarray(losses)
+    l0 = losses[0]
+    tol = 1e-3 * jnp.abs(l0) + jnp.finfo(losses.dtype).eps
+    if is_concrete(losses) and is_concrete(h):
+        worst = int(np.argmax(np.asarray(losses)))
+        if float(losses[worst]) > float(l0 + tol):
+            raise ValueError(
+                f"gradient_flow is unstable: the loss rose from {float(l0):.3g} at t = 0 to "
+                f"{float(losses[worst]):.3g} at t = {float(worst * dt):.3g} (gradient flow "
+                f"never increases the loss). The RK4 step h = t / steps = {float(h):.3g} is "
+                f"too large: RK4 is stable for h lambda_max below about 2.8 (lambda_max the "
+                f"largest eigenvalue of the Hessian of loss_fn); increase steps")
+    else:
+        value_check(jnp.all(losses <= l0 + tol), "gradient_flow is unstable: the loss rose "
+                    "above its initial value (gradient flow never increases the loss); "
+                    "increase steps")
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "observe", "steps", "save_every"))

@@ -110,7 +110,8 @@ def test_float32_preserved():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="x and W must have the same number of columns"):
+    with pytest.raises(ValueError, match=r"x and W must have the same feature shape, "
+                       r"got \(3,\) and \(2,\)"):
         ntk.random_features(X, W[:, :2])
     with pytest.raises(ValueError, match="x must be 2-D"):
         ntk.random_features(X[0], W)

@@ -97,7 +97,8 @@ def test_gaussian_kernel_formula_psd_and_bad_input():
     assert np.linalg.eigvalsh(K)[0] > 0                                 # distinct points
     jitted = jax.jit(gaussian_kernel)(x1, x2, 0.7)
     np.testing.assert_allclose(jitted, gaussian_kernel(x1, x2, 0.7), rtol=1e-13)
-    with pytest.raises(ValueError, match="same number of columns"):
+    with pytest.raises(ValueError, match=r"x1 and x2 must have the same feature shape, "
+                       r"got \(3,\) and \(2,\)"):
         gaussian_kernel(x1, rng.normal(size=(4, 2)))
     with pytest.raises(ValueError, match="x1"):
         gaussian_kernel(x1[0], x2)

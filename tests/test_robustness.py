@@ -179,6 +179,21 @@ def test_diverging_training_raises():
     ntk.gradient_descent(loss, jnp.ones(2), lr=0.2, steps=100)   # below 2/9: fine
 
 
+def test_unstable_gradient_flow_with_a_finite_result_raises():
+    # h lambda_max = 3.33 * 9 = 30, far outside RK4's stability interval (-2.79, 0): after
+    # 3 steps the state is about 1e12, finite, where the exact flow has converged to 1/3
+    loss = lambda w: 0.5 * jnp.sum((3.0 * w - 1.0) ** 2)  # noqa: E731 (lambda_max = 9)
+    for observe in (None, lambda w: w[0]):
+        with pytest.raises(ValueError, match=r"gradient_flow is unstable: the loss rose .*"
+                                             r"h = t / steps = 3\.33"):
+            ntk.gradient_flow(loss, jnp.ones(2), t=10.0, steps=3, observe=observe)
+    assert "gradient_flow is unstable" in _checked(
+        lambda w: ntk.gradient_flow(loss, w, t=10.0, steps=3)[0], jnp.ones(2))
+    wT, _, losses = ntk.gradient_flow(loss, jnp.ones(2), t=10.0, steps=100)   # h lambda = 0.9
+    np.testing.assert_allclose(wT, 1 / 3, rtol=1e-12)
+    assert np.all(np.diff(np.asarray(losses)) <= 0)
+
+
 # --------------------------------------------------------------------------- checks under jit
 def _checked(fn, *args):
     with ntk.jit_checks():

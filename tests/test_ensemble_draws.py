@@ -1,4 +1,4 @@
-"""Tests of ntk_companion.ensembles (stacked initializations, parameterization map, kurtosis,
+"""Tests of ntk_companion.ensemble (stacked initializations, parameterization map, kurtosis,
 the trained-ensemble Gaussian process)."""
 import dataclasses
 
