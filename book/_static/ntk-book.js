@@ -4,6 +4,9 @@
 // 2. Hover previews (sphinx-tippy): the math in a tip is typeset when the tip is added to the
 //    page, where MathJax can measure it.
 // 3. Printing opens every collapsed <details> (hidden code cells); closing them again after.
+// 4. Multi-panel figures (images more than twice as wide as tall) get the class ntk-panels and
+//    their link box ntk-panels-box: on a phone they keep their design width, so that their
+//    text stays at least 11 px, and scroll sideways panel by panel (ntk-book.css).
 (function () {
   "use strict";
 
@@ -59,6 +62,24 @@
     opened.forEach(function (d) { d.open = false; });
     opened = [];
   });
+
+  function markPanelFigures() {
+    document.querySelectorAll("article figure img, article div.cell_output img")
+      .forEach(function (img) {
+        var w = parseFloat(img.style.width) || img.naturalWidth / 2;
+        var h = parseFloat(img.style.height) || img.naturalHeight / 2;
+        if (w > 0 && h > 0 && w / h > 2) {
+          img.classList.add("ntk-panels");
+          var box = img.closest("a.image-reference") || img.parentElement;
+          box.classList.add("ntk-panels-box");
+        }
+      });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", markPanelFigures);
+  } else {
+    markPanelFigures();
+  }
 
   var timer = null;
   window.addEventListener("resize", function () {

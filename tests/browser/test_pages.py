@@ -6,6 +6,8 @@ For each page listed in ``_toc.yml`` (served from ``_build/html`` on localhost):
   machine (MathJax and everything else come from the build);
 - MathJax has typeset every math element (an ``mjx-container`` in each), there is math
   wherever the source has some, and no ``mjx-merror``;
+- code cells and outputs (lines of at most 88 characters) fit their boxes at 1280 px, with
+  no sideways scroll bar;
 - every image has loaded (``naturalWidth > 0``); every figure has alt text that is not its file
   path and at least 2 image pixels per CSS pixel as shown;
 - no raw MyST or LaTeX reaches the reader: the text outside math and code (collapsed
@@ -18,9 +20,10 @@ For each page listed in ``_toc.yml`` (served from ``_build/html`` on localhost):
   all to the chapter's plain-Jupyter copy (``book/notebooks/``).
 
 Each page is opened again at phone width (390 px): no raw markup there either, the page does
-not scroll sideways, nothing is cut off at the right edge, and each display equation stays
-on the screen with its number beside it (a formula wider than the screen scrolls inside its
-own box).
+not scroll sideways, nothing is cut off at the right edge, multi-panel figures (more than
+twice as wide as tall) keep their design width in a box that scrolls sideways, and each
+display equation stays on the screen with its number beside it (a formula wider than the
+screen scrolls inside its own box).
 
 In print (CSS print media), code and outputs wrap instead of being cut, and collapsed
 solutions are expanded.
@@ -148,7 +151,13 @@ async () => {
     figures: q('article figure img, article div.cell_output img').map(i => ({
       src: i.getAttribute('src'), alt: i.getAttribute('alt') || '',
       natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
+      design: parseFloat(i.style.width) || i.naturalWidth / 2,
+      aspect: i.naturalWidth / Math.max(i.naturalHeight, 1),
     })),
+    // code cells and their outputs cut at the box's right edge (scroll bar needed)
+    cutCode: q('div.cell pre').filter(p => p.scrollWidth > p.clientWidth + 1)
+                              .map(p => p.textContent.split('\\n')
+                                         .reduce((a, l) => l.length > a.length ? l : a, '')),
     viewport: window.innerWidth,
     pageWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
     // elements reaching past the viewport with no sideways-scrolling box around them
@@ -326,6 +335,10 @@ def test_page(doc: str, browser, server: str, site: pathlib.Path, screenshots: p
     problems += [f"failed request {f}" for f in session.failed]
     problems += [f"request leaving the machine: {u}" for u in session.external]
 
+    # code: lines of at most 88 characters fit the code box at desktop width
+    problems += [f"code cut off at the right edge of its box: {line[:60]!r}..."
+                 for line in report["cutCode"][:5]]
+
     # math
     prose = markdown_text(doc)
     for src in report["mathjaxScripts"]:
@@ -416,6 +429,9 @@ def test_page_on_a_phone(doc: str, browser, server: str, screenshots: pathlib.Pa
         problems.append(f"the page scrolls sideways: {report['pageWidth']} px wide "
                         f"in a {report['viewport']} px window")
     problems += [f"cut off at the right edge: {e}" for e in report["offscreen"]]
+    problems += [f"multi-panel figure {f['src']} shrunk to {f['shown']:.0f} px of its "
+                 f"{f['design']:.0f} px (its text would be below 11 px)"
+                 for f in report["figures"] if f["aspect"] > 2 and f["shown"] < f["design"] - 1]
     for eq in report["equations"]:
         where = f"equation #{eq['id'] or '(unnumbered)'}"
         if eq["wide"] and not eq["scrolls"]:
