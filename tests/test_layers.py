@@ -1,4 +1,5 @@
 """The layer library: finite networks, kernel maps, structured empirical NTK (float64)."""
+import functools
 import math
 import os
 import subprocess
@@ -132,6 +133,52 @@ def test_tiled_kernels_equal_untiled():
     a, b = net.kernels(x), net.kernels(x, block_size=3)
     assert _rel(b.ntk, a.ntk) < 1e-13 and _rel(b.nngp, a.nngp) < 1e-13
     assert bool(jnp.all(b.ntk == b.ntk.T))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _full_path(net, x1, x2):
+    """The kernel map of every position pair, layer by layer (no diagonal path)."""
+    state = nl._input_state(x1, x2)
+    for layer in net.layers:
+        state = layer.kernel_map(state)
+    return state
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_diagonal_path_equals_full_path(pooled):
+    """Before a Flatten readout only K(s, s) is needed: Conv (strided, circular,
+    VALID), Dense per position, Activation, LayerNorm and residual sums map diagonals to
+    diagonals. ``pooled``: an AvgPool first (full path), then the diagonal path."""
+    kw = dict(W_std=1.5, b_std=0.05)
+    head = (nl.Conv(4, (3, 3), **kw), nl.Activation("relu"),
+            nl.AvgPool((2, 2), strides=(1, 1))) if pooled else ()
+    net = nl.serial(*head, nl.Conv(4, (3, 3), strides=(2, 1), **kw),
+                    nl.Activation("relu"),
+                    nl.Conv(4, (2, 3), padding="CIRCULAR"), nl.Activation("erf"),
+                    nl.Dense(3), nl.LayerNorm(),
+                    nl.parallel_sum(nl.Identity(), nl.serial(
+                        nl.Activation("tanh"), nl.Conv(3, (3, 2), padding="SAME"))),
+                    nl.Conv(3, (2, 2), padding="VALID"), nl.Flatten(),
+                    nl.Dense(2, **kw), nl.Activation("relu"), nl.Dense(1))
+    assert nl._starts_diagonal(net) is not pooled
+    x, x2 = _images(5), _images(3, seed=1)
+    for args, block in [((x, x2), None), ((x,), 2)]:
+        want = _full_path(net, args[0], args[-1])
+        got = net.kernels(*args, block_size=block)
+        assert _rel(got.nngp, want.nngp) < 1e-12 and _rel(got.ntk, want.ntk) < 1e-12
+    # the control: GlobalAvgPool needs every pair (no diagonal path)
+    assert not nl._starts_diagonal(nl.serial(nl.Conv(4, (3, 3)), nl.GlobalAvgPool(),
+                                             nl.Dense(1)))
+
+
+def test_relu_map_gradient_finite_on_the_diagonal():
+    """The arc-cosine map at x = x' (angle 0), chunked by rows: finite gradients."""
+    net = nl.serial(nl.Conv(4, (3, 3), b_std=0.05), nl.Activation("relu"),
+                    nl.Conv(4, (3, 3)), nl.Activation("relu"), nl.GlobalAvgPool(),
+                    nl.Dense(1))
+    x = _images(5)
+    g = jax.grad(lambda z: net.kernels(z).ntk[0, 0] + net.kernels(z).nngp[1, 1])(x)
+    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g))) > 0
 
 
 # ------------------------------------------------------------------ exact special cases
