@@ -112,6 +112,12 @@ spectral
     Gegenbauer polynomials ``gegenbauer(t, k_max, d)``; ``eigenlearning(eigenvalues,
     target_power, n, ridge=, noise=)`` -> ``LearningCurve``: the predicted test error of
     kernel ridge regression against ``n`` (effective regularization kappa).
+model_selection
+    ``kernel_ridge_classify(K_train, labels, K_test_train, ridge)``: scores
+    ``K_* (K + rho I)^{-1} Y`` on one-hot targets (relative ridge); ``accuracy(scores,
+    labels)``; ``one_hot``; ``kfold_splits(n, n_folds, seed=)``; ``select_ridge(K, labels,
+    ridges, folds=)`` -> ``RidgeSelection``: kernel and ridge by cross-validated accuracy;
+    ``load_digits_images(n, seed=)``: scikit-learn's 8x8 digits as ``(n, 8, 8, 1)``.
 """
 # One import line per module, and one line of the same names in ``__all__`` below.
 from . import plotting
@@ -138,6 +144,7 @@ from .random_features import (MPEdges, marchenko_pastur_edges, min_norm_fit,
                               random_features, ridge_fit)
 from .spectral import LearningCurve, eigenlearning, gegenbauer, harmonic_multiplicity, zonal_eigenvalues, zonal_profile  # noqa: E501
 from .plotting import COLORS, COLUMN_WIDTH_PX, MAX_FIGURE_WIDTH_IN, loglog_with_fit, use_style
+from .model_selection import RidgeSelection, accuracy, kernel_ridge_classify, kfold_splits, load_digits_images, one_hot, select_ridge  # noqa: E501
 
 __all__ = [
     "plotting",
@@ -164,4 +171,5 @@ __all__ = [
     "MPEdges", "marchenko_pastur_edges",
     "LearningCurve", "eigenlearning", "gegenbauer", "harmonic_multiplicity", "zonal_eigenvalues", "zonal_profile",  # noqa: E501
     "COLORS", "COLUMN_WIDTH_PX", "MAX_FIGURE_WIDTH_IN", "loglog_with_fit", "use_style",
+    "RidgeSelection", "accuracy", "kernel_ridge_classify", "kfold_splits", "load_digits_images", "one_hot", "select_ridge",  # noqa: E501
 ]
