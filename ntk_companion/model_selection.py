@@ -139,6 +139,14 @@ class RidgeSelection(NamedTuple):
         accuracy: mean validation accuracy, shape ``(n_kernels, n_ridges)``.
         error: mean validation square error ``||scores - Y||^2 / m``, same shape (breaks
             ties of accuracy).
+
+    >>> import numpy as np, ntk_companion as ntk
+    >>> x = np.array([0.0, 0.1, 0.2, 1.0, 1.1, 1.2])
+    >>> K = np.exp(-(x[:, None] - x[None, :]) ** 2)
+    >>> sel = ntk.select_ridge(np.stack([K, K ** 2]), [0, 0, 0, 1, 1, 1], [1e-3, 1.0],
+    ...                        folds=ntk.kfold_splits(6, 3))
+    >>> sel.index in (0, 1), sel.ridge in (1e-3, 1.0), sel.accuracy.shape
+    (True, True, (2, 2))
     """
 
     index: int
