@@ -5,8 +5,8 @@ from typing import Any, Callable
 
 
 class _ByIdentity:
-    """A callable wrapper that is hashable (by the identity of the wrapped callable), so that
-    any callable can be a static argument of ``jax.jit``."""
+    """A callable wrapper that is hashable (by the identity of the wrapped callable), so
+    that any callable can be a static argument of ``jax.jit``."""
 
     __slots__ = ("fn",)
 
@@ -24,8 +24,8 @@ class _ByIdentity:
 
 
 def static_callable(fn: Callable) -> Callable:
-    """Return ``fn`` if it is hashable (usable as a static ``jit`` argument, cached by its
-    hash), otherwise a wrapper hashed by identity."""
+    """Return ``fn`` if it is hashable (usable as a static ``jit`` argument, cached by
+    its hash), otherwise a wrapper hashed by identity."""
     try:
         hash(fn)
     except TypeError:

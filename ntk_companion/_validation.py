@@ -5,10 +5,11 @@ Each checker raises :class:`TypeError` (wrong kind of object) or :class:`ValueEr
 so that bad input never turns into silent garbage further down.
 
 Under ``jax.jit`` (or ``vmap``, ``grad``) the arguments are tracers. The static parts of
-every check (types, ranks, shapes, dtypes, integer and string options) still run, at trace
-time, and raise as usual. The checks on *values* (NaN or infinite entries, negative times,
-``W_std <= 0``, an indefinite kernel, a singular system, ...) cannot raise from inside a
-compiled program; they are staged as ``jax.experimental.checkify.check`` calls when
+every check (types, ranks, shapes, dtypes, integer and string options) still run, at
+trace time, and raise as usual. The checks on *values* (NaN or infinite entries,
+negative times, ``W_std <= 0``, an indefinite kernel, a singular system, ...) cannot
+raise from inside a compiled program; they are staged as
+``jax.experimental.checkify.check`` calls when
 :class:`jit_checks` is on, and skipped otherwise:
 
 .. code-block:: python
@@ -58,18 +59,19 @@ _JIT_CHECKS: list[bool] = [False]
 
 class jit_checks:  # noqa: N801 (used like a function: ``with jit_checks():``)
     """Context manager: while it is active, the value checks of the package (NaN inputs,
-    negative times or scales, indefinite or singular kernels, ...) on traced arguments are
-    staged with ``jax.experimental.checkify.check``, so that a function transformed by
-    ``checkify.checkify`` reports them (module docstring). Trace the function inside the
-    block (a jitted function traced before keeps its cached program, without the checks).
-    Nestable; ``jit_checks(False)`` switches them off inside an outer block.
+    negative times or scales, indefinite or singular kernels, ...) on traced arguments
+    are staged with ``jax.experimental.checkify.check``, so that a function transformed
+    by ``checkify.checkify`` reports them (module docstring). Trace the function inside
+    the block (a jitted function traced before keeps its cached program, without the
+    checks). Nestable; ``jit_checks(False)`` switches them off inside an outer block.
 
     >>> import jax, jax.numpy as jnp
     >>> from jax.experimental import checkify
     >>> import ntk_companion as ntk
     >>> K, y = jnp.eye(2), jnp.ones(2)
     >>> with ntk.jit_checks():
-    ...     err, out = checkify.checkify(jax.jit(lambda t: ntk.predict(K, y, t).train))(-1.0)
+    ...     f = jax.jit(lambda t: ntk.predict(K, y, t).train)
+    ...     err, out = checkify.checkify(f)(-1.0)
     >>> print(err.get().split(" (`check`")[0])
     t must be non-negative (time runs forward)
     """
@@ -88,8 +90,9 @@ class jit_checks:  # noqa: N801 (used like a function: ``with jit_checks():``)
 
 
 def value_check(ok: Any, message: str, error: type = ValueError) -> None:
-    """Raise ``error(message)`` if the concrete boolean ``ok`` is false; for a traced ``ok``
-    stage ``checkify.check(ok, message)`` when :class:`jit_checks` is on (else nothing)."""
+    """Raise ``error(message)`` if the concrete boolean ``ok`` is false; for a traced
+    ``ok`` stage ``checkify.check(ok, message)`` when :class:`jit_checks` is on
+    (else nothing)."""
     if is_concrete(ok):
         if not bool(np.all(np.asarray(ok))):
             raise error(message)
@@ -111,8 +114,10 @@ def as_array(x: Any, name: str, *, dtype: Any = None) -> jax.Array:
     try:
         arr = jnp.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}") from err
-    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
+        raise TypeError(f"{name} must be an array of numbers, got "
+                        f"{type(x).__name__}") from err
+    if not (jnp.issubdtype(arr.dtype, jnp.floating)
+            or jnp.issubdtype(arr.dtype, jnp.integer)
             or arr.dtype == jnp.bool_):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
@@ -125,7 +130,8 @@ def check_rank(x: jax.Array, name: str, rank: int | tuple[int, ...]) -> None:
     ranks = (rank,) if isinstance(rank, int) else tuple(rank)
     if x.ndim not in ranks:
         want = " or ".join(f"{r}-D" for r in ranks)
-        raise ValueError(f"{name} must be {want}, got an array of shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must be {want}, got an array of shape "
+                         f"{tuple(x.shape)}")
 
 
 def check_finite(x: jax.Array, name: str) -> None:
@@ -173,11 +179,12 @@ def check_time(t: Any, name: str = "t") -> jax.Array:
         if np.any(np.isnan(a)):
             raise ValueError(f"{name} contains NaN")
         if np.any(a < 0):
-            raise ValueError(f"{name} must be non-negative (time runs forward), got min "
-                             f"{float(np.min(a))}")
+            raise ValueError(f"{name} must be non-negative (time runs forward), got "
+                             f"min {float(np.min(a))}")
     else:
         value_check(~jnp.any(jnp.isnan(arr)), f"{name} contains NaN")
-        value_check(jnp.all(arr >= 0), f"{name} must be non-negative (time runs forward)")
+        value_check(jnp.all(arr >= 0), f"{name} must be non-negative (time runs "
+                                       "forward)")
     return arr
 
 
@@ -189,7 +196,8 @@ def check_same_features(x1: jax.Array, x2: jax.Array, name1: str = "x1",
                          f"{tuple(x1.shape[1:])} and {tuple(x2.shape[1:])}")
 
 
-# --- checkers added for models / training / empirical kernels -------------------------------
+# --- checkers added for models / training / empirical
+# kernels -------------------------------
 
 def check_callable(fn: Any, name: str) -> None:
     """Raise ``TypeError`` unless ``fn`` is callable."""
@@ -203,8 +211,8 @@ def named_or_callable(value: Any, name: str, table: dict[str, Any]) -> Any:
     known names."""
     if isinstance(value, str):
         if value not in table:
-            raise ValueError(f"unknown {name} {value!r}; known {name}s are {sorted(table)} "
-                             f"(or pass a callable)")
+            raise ValueError(f"unknown {name} {value!r}; known {name}s are "
+                             f"{sorted(table)} (or pass a callable)")
         return table[value]
     if callable(value):
         return value
@@ -227,12 +235,14 @@ def check_scalar(value: Any, name: str, *, positive: bool = False,
                  nonnegative: bool = False) -> Any:
     """Check a real scalar hyperparameter (finite; optionally > 0 or >= 0).
 
-    Returns a Python ``float`` for concrete input and the tracer itself inside ``jit``."""
+    Returns a Python ``float`` for concrete input and the tracer itself inside
+    ``jit``."""
     if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     if not is_concrete(value):
         if jnp.ndim(value) != 0:
-            raise ValueError(f"{name} must be a scalar, got shape {tuple(jnp.shape(value))}")
+            raise ValueError(f"{name} must be a scalar, got shape "
+                             f"{tuple(jnp.shape(value))}")
         value_check(jnp.isfinite(value), f"{name} must be finite")
         if positive:
             value_check(value > 0, f"{name} must be > 0")
@@ -242,10 +252,12 @@ def check_scalar(value: Any, name: str, *, positive: bool = False,
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from err
+        raise TypeError(f"{name} must be a real number, got "
+                        f"{type(value).__name__}") from err
     if arr.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+    if not (np.issubdtype(arr.dtype, np.floating)
+            or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must be a real number, got dtype {arr.dtype}")
     out = float(arr)
     if not np.isfinite(out):
@@ -271,15 +283,17 @@ def check_batch(x: jax.Array, name: str) -> None:
     """Raise ``ValueError`` unless ``x`` is a batch of inputs: a leading batch axis of
     length >= 1 followed by at least one feature axis, e.g. shape ``(n, d)``."""
     if x.ndim < 2:
-        raise ValueError(f"{name} must be a batch of inputs of shape (n, d) (at least 2-D), "
-                         f"got an array of shape {tuple(x.shape)}; reshape a single input "
-                         f"with x[None] or 1-D data with x[:, None]")
+        raise ValueError(f"{name} must be a batch of inputs of shape (n, d) (at least "
+                         f"2-D), got an array of shape {tuple(x.shape)}; reshape a "
+                         f"single input with x[None] or 1-D data with x[:, None]")
     if x.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one input, got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must hold at least one input, got shape "
+                         f"{tuple(x.shape)}")
 
 
 def check_params(params: Any, name: str = "params") -> None:
-    """Raise unless ``params`` is a non-empty pytree of floating arrays (finite when concrete)."""
+    """Raise unless ``params`` is a non-empty pytree of floating arrays
+    (finite when concrete)."""
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         raise ValueError(f"{name} must be a non-empty pytree of arrays, got {params!r}")
@@ -291,24 +305,27 @@ def check_params(params: Any, name: str = "params") -> None:
             raise TypeError(f"{name} must be a pytree of arrays, found a leaf of type "
                             f"{type(leaf).__name__}")
         if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"{name} must hold floating-point arrays, found dtype {dtype}")
+            raise TypeError(f"{name} must hold floating-point arrays, found dtype "
+                            f"{dtype}")
     for leaf in leaves:
         check_finite(leaf, name)
 
 
 def check_same_structure(a: Any, b: Any, name_a: str, name_b: str) -> None:
-    """Raise ``ValueError`` unless two pytrees have the same structure and leaf shapes."""
+    """Raise ``ValueError`` unless two pytrees have the same structure and leaf
+    shapes."""
     ta, tb = jax.tree_util.tree_structure(a), jax.tree_util.tree_structure(b)
     if ta != tb:
         raise ValueError(f"{name_a} and {name_b} must have the same pytree structure, "
                          f"got {ta} and {tb}")
     for la, lb in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         if jnp.shape(la) != jnp.shape(lb):
-            raise ValueError(f"{name_a} and {name_b} must have leaves of the same shapes, "
-                             f"got {jnp.shape(la)} and {jnp.shape(lb)}")
+            raise ValueError(f"{name_a} and {name_b} must have leaves of the same "
+                             f"shapes, got {jnp.shape(la)} and {jnp.shape(lb)}")
 
 
-def check_test_train(K_test_train: Any, n: int, name: str = "K_test_train") -> jax.Array:
+def check_test_train(K_test_train: Any, n: int,
+                     name: str = "K_test_train") -> jax.Array:
     """A finite 2-D kernel block between test and training inputs with ``n`` columns."""
     Ks = as_array(K_test_train, name)
     check_rank(Ks, name, 2)

@@ -1,12 +1,12 @@
 """Small deterministic data sets for the course (seeded; float64 when x64 is enabled).
 
-* :func:`unit_circle` / :func:`circle_points`: inputs ``x = (cos a, sin a)`` on the unit circle,
-  where the NTK of a network depends only on the angle between inputs.
+* :func:`unit_circle` / :func:`circle_points`: inputs ``x = (cos a, sin a)`` on the unit
+  circle, where the NTK of a network depends only on the angle between inputs.
 * :func:`regression_1d`: a 1-D regression problem ``y = g(x) + noise * N(0, 1)`` on
   ``x ~ Uniform[-1, 1]`` with a named target ``g`` (:func:`target_fn`).
 * :func:`gaussian_inputs`: standard normal inputs in ``R^d``, optionally normalized to
-  ``||x|| = sqrt(d)`` so that the input kernel ``x . x' / d`` of the analytic NTK recursion is
-  1 on the diagonal.
+  ``||x|| = sqrt(d)`` so that the input kernel ``x . x' / d`` of the analytic NTK
+  recursion is 1 on the diagonal.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import numpy as np
 from ._validation import (as_array, check_finite, check_int, check_rank, check_scalar,
                           is_concrete, named_or_callable)
 
-__all__ = ["unit_circle", "circle_points", "regression_1d", "target_fn", "gaussian_inputs"]
+__all__ = ["unit_circle", "circle_points", "regression_1d", "target_fn",
+           "gaussian_inputs"]
 
 Target = Union[str, Callable[[jax.Array], jax.Array]]
 
@@ -40,7 +41,8 @@ def _check_key(key: Any) -> None:
 
 
 def circle_points(angles: Any) -> jax.Array:
-    """Points ``(cos a_i, sin a_i)`` on the unit circle, shape ``(n, 2)``, for 1-D ``angles``.
+    """Points ``(cos a_i, sin a_i)`` on the unit circle, shape ``(n, 2)``, for 1-D
+    ``angles``.
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -57,8 +59,8 @@ def unit_circle(n: int, *, start: float = 0.0, stop: float = 2 * math.pi
                 ) -> tuple[jax.Array, jax.Array]:
     """``n`` equally spaced points on the unit circle.
 
-    The angles are ``a_i = start + (stop - start) i / n``, ``i = 0..n-1`` (``stop`` excluded,
-    so the default full turn has no duplicate point).
+    The angles are ``a_i = start + (stop - start) i / n``, ``i = 0..n-1`` (``stop``
+    excluded, so the default full turn has no duplicate point).
 
     Returns:
         ``(x, angles)`` with ``x`` of shape ``(n, 2)`` (see :func:`circle_points`) and
@@ -73,14 +75,16 @@ def unit_circle(n: int, *, start: float = 0.0, stop: float = 2 * math.pi
     start = check_scalar(start, "start")
     stop = check_scalar(stop, "stop")
     if not stop > start:
-        raise ValueError(f"stop must be greater than start, got start={start}, stop={stop}")
+        raise ValueError(f"stop must be greater than start, got start={start}, "
+                         f"stop={stop}")
     angles = start + (stop - start) * jnp.arange(n, dtype=_float()) / n
     return circle_points(angles), angles
 
 
 _TARGETS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sin": lambda x: jnp.sin(math.pi * x),          # one period on [-1, 1]
-    "sin3": lambda x: jnp.sin(3 * math.pi * x),     # three periods: harder, higher frequency
+    "sin3": lambda x: jnp.sin(3 * math.pi * x),     # three periods: harder, higher
+                                                    # frequency
     "cubic": lambda x: x ** 3 - 0.5 * x,
     "abs": lambda x: jnp.abs(x),                    # kink at 0
     "step": lambda x: jnp.sign(x),                  # discontinuous at 0
@@ -90,8 +94,8 @@ _TARGETS: dict[str, Callable[[jax.Array], jax.Array]] = {
 def target_fn(target: Target) -> Callable[[jax.Array], jax.Array]:
     """The target function ``g`` of :func:`regression_1d`, elementwise on arrays.
 
-    Names: ``"sin"`` (sin(pi x)), ``"sin3"`` (sin(3 pi x)), ``"cubic"`` (x^3 - x/2), ``"abs"``
-    (abs(x)), ``"step"`` (sign(x)). A callable is returned unchanged.
+    Names: ``"sin"`` (sin(pi x)), ``"sin3"`` (sin(3 pi x)), ``"cubic"`` (x^3 - x/2),
+    ``"abs"`` (abs(x)), ``"step"`` (sign(x)). A callable is returned unchanged.
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -104,7 +108,8 @@ def target_fn(target: Target) -> Callable[[jax.Array], jax.Array]:
 def regression_1d(key: jax.Array, n: int, *, noise: float = 0.0, target: Target = "sin"
                   ) -> tuple[jax.Array, jax.Array]:
     """A 1-D regression data set: ``x_i ~ Uniform[-1, 1]`` (sorted increasingly) and
-    ``y_i = g(x_i) + noise * eps_i`` with ``eps_i ~ N(0, 1)`` and ``g = target_fn(target)``.
+    ``y_i = g(x_i) + noise * eps_i`` with ``eps_i ~ N(0, 1)`` and
+    ``g = target_fn(target)``.
 
     Returns:
         ``(x, y)`` with ``x`` of shape ``(n, 1)`` and ``y`` of shape ``(n,)``.
@@ -123,21 +128,24 @@ def regression_1d(key: jax.Array, n: int, *, noise: float = 0.0, target: Target 
     x = jnp.sort(jax.random.uniform(kx, (n,), _float(), minval=-1.0, maxval=1.0))
     gx = g(x)
     if jnp.shape(gx) != x.shape:
-        raise ValueError(f"target must map the inputs elementwise (shape {x.shape}), got "
-                         f"shape {jnp.shape(gx)}")
+        raise ValueError(f"target must map the inputs elementwise (shape {x.shape}), "
+                         f"got shape {jnp.shape(gx)}")
     if is_concrete(gx) and not bool(np.all(np.isfinite(np.asarray(gx)))):
-        raise ValueError("target returned NaN or infinite values on [-1, 1] (e.g. jnp.log "
-                         "of a negative input): pass a target defined on all of [-1, 1]")
+        raise ValueError("target returned NaN or infinite values on [-1, 1] (e.g. "
+                         "jnp.log of a negative input): pass a target defined on all "
+                         "of [-1, 1]")
     y = gx + noise * jax.random.normal(ke, (n,), _float())
     return x[:, None], y
 
 
-def gaussian_inputs(key: jax.Array, n: int, d: int, *, normalize: bool = False) -> jax.Array:
+def gaussian_inputs(key: jax.Array, n: int, d: int, *,
+                    normalize: bool = False) -> jax.Array:
     """``n`` inputs in ``R^d`` with i.i.d. N(0, 1) entries, shape ``(n, d)``.
 
-    With ``normalize=True`` every row is rescaled to norm ``sqrt(d)`` (uniform on the sphere of
-    radius ``sqrt(d)``), so ``x . x / d = 1``: the input kernel of the NTK recursion has unit
-    diagonal and the kernels depend only on the angles between inputs.
+    With ``normalize=True`` every row is rescaled to norm ``sqrt(d)`` (uniform on the
+    sphere of radius ``sqrt(d)``), so ``x . x / d = 1``: the input kernel of the NTK
+    recursion has unit diagonal and the kernels depend only on the angles between
+    inputs.
 
     >>> import jax, jax.numpy as jnp
     >>> import ntk_companion as ntk

@@ -1,10 +1,10 @@
 """Small measurements used throughout the course: spectra, relative changes, power laws.
 
 * ``flatten(params)`` = theta, the parameter vector in ``ravel_pytree`` order.
-* ``min_eigenvalue(H)`` = lambda_min(H); ``eigh_descending(H)`` = (lambda_1 >= ... >= lambda_n,
-  V) with ``H = V diag(lambda) V^T``; ``spectral_components(H, r)`` = V^T r, the coordinates
-  of ``r`` in the eigenbasis (under ``dr/dt = -H r`` component ``k`` decays like
-  ``exp(-lambda_k t)``).
+* ``min_eigenvalue(H)`` = lambda_min(H); ``eigh_descending(H)`` = (lambda_1 >= ... >=
+  lambda_n, V) with ``H = V diag(lambda) V^T``; ``spectral_components(H, r)`` = V^T r,
+  the coordinates of ``r`` in the eigenbasis (under ``dr/dt = -H r`` component ``k``
+  decays like ``exp(-lambda_k t)``).
 * ``relative_change(A, A0)`` = ||A - A0||_F / ||A0||_F.
 * ``weight_movement(params, params0)`` = ||theta - theta0||_2 / ||theta0||_2.
 * ``fit_power_law(x, y)``: least-squares line ``log y = slope log x + intercept``.
@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._validation import (as_array, check_finite, check_params, check_rank, check_same_structure,
-                          check_symmetric, is_concrete)
+from ._validation import (as_array, check_finite, check_params, check_rank,
+                          check_same_structure, check_symmetric, is_concrete)
 
 __all__ = [
     "flatten",
@@ -33,8 +33,8 @@ __all__ = [
 
 
 def flatten(params: Any) -> jax.Array:
-    """The parameter pytree as one vector ``theta`` of length ``P`` (``ravel_pytree`` order,
-    the column order of :func:`ntk_companion.jacobian`).
+    """The parameter pytree as one vector ``theta`` of length ``P`` (``ravel_pytree``
+    order, the column order of :func:`ntk_companion.jacobian`).
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -53,7 +53,8 @@ def _symmetric_matrix(H: Any, name: str) -> jax.Array:
 
 
 def min_eigenvalue(H: jax.Array) -> jax.Array:
-    """Smallest eigenvalue ``lambda_min`` of a symmetric matrix ``H`` (via ``eigvalsh``).
+    """Smallest eigenvalue ``lambda_min`` of a symmetric matrix ``H``
+    (via ``eigvalsh``).
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -65,11 +66,13 @@ def min_eigenvalue(H: jax.Array) -> jax.Array:
 
 
 def eigh_descending(H: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eigen-decomposition ``H = V diag(lambda) V^T`` with eigenvalues in *descending* order.
+    """Eigen-decomposition ``H = V diag(lambda) V^T`` with eigenvalues in *descending*
+    order.
 
-    Returns ``(evals, evecs)``: ``evals[k] = lambda_k`` with ``lambda_1 >= lambda_2 >= ...``
-    and ``evecs[:, k]`` the unit eigenvector of ``lambda_k``. The sign of every eigenvector is
-    fixed so that its entry of largest magnitude is positive (reproducible output).
+    Returns ``(evals, evecs)``: ``evals[k] = lambda_k`` with
+    ``lambda_1 >= lambda_2 >= ...`` and ``evecs[:, k]`` the unit eigenvector of
+    ``lambda_k``. The sign of every eigenvector is fixed so that its entry of largest
+    magnitude is positive (reproducible output).
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -86,12 +89,13 @@ def eigh_descending(H: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def spectral_components(H: jax.Array, r: jax.Array) -> jax.Array:
-    """Coordinates ``V^T r`` of ``r`` (shape ``(n,)`` or ``(n, k)``) in the eigenbasis of ``H``,
-    ordered like :func:`eigh_descending` (largest eigenvalue first).
+    """Coordinates ``V^T r`` of ``r`` (shape ``(n,)`` or ``(n, k)``) in the eigenbasis
+    of ``H``, ordered like :func:`eigh_descending` (largest eigenvalue first).
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
-    >>> ntk.spectral_components(jnp.diag(jnp.array([1.0, 3.0])), jnp.array([1.0, 2.0])).tolist()
+    >>> H = jnp.diag(jnp.array([1.0, 3.0]))
+    >>> ntk.spectral_components(H, jnp.array([1.0, 2.0])).tolist()
     [2.0, 1.0]
     """
     _, V = eigh_descending(H)
@@ -99,7 +103,8 @@ def spectral_components(H: jax.Array, r: jax.Array) -> jax.Array:
     check_rank(r, "r", (1, 2))
     check_finite(r, "r")
     if r.shape[0] != V.shape[0]:
-        raise ValueError(f"r must have {V.shape[0]} rows to match H, got shape {tuple(r.shape)}")
+        raise ValueError(f"r must have {V.shape[0]} rows to match H, got shape "
+                         f"{tuple(r.shape)}")
     return V.T @ r
 
 
@@ -144,25 +149,26 @@ def weight_movement(params: Any, params0: Any, relative: bool = True) -> jax.Arr
         return dist
     den = jnp.linalg.norm(theta0)
     if is_concrete(den) and float(den) == 0.0:
-        raise ValueError("params0 is zero, so the relative weight movement is undefined; "
-                         "use relative=False")
+        raise ValueError("params0 is zero, so the relative weight movement is "
+                         "undefined; use relative=False")
     return dist / den
 
 
 def fit_power_law(x: Any, y: Any) -> tuple[float, float]:
-    """Least-squares fit of ``log y = slope * log x + intercept`` (natural logarithms), so
-    ``y ~ exp(intercept) * x**slope``.
+    """Least-squares fit of ``log y = slope * log x + intercept`` (natural logarithms),
+    so ``y ~ exp(intercept) * x**slope``.
 
     Args:
-        x, y: 1-D arrays of the same length >= 2, all entries positive and finite, with at
-            least two distinct ``x``.
+        x, y: 1-D arrays of the same length >= 2, all entries positive and finite, with
+            at least two distinct ``x``.
 
     Returns:
         ``(slope, intercept)`` as Python floats.
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
-    >>> slope, _ = ntk.fit_power_law(jnp.array([1.0, 2.0, 4.0]), jnp.array([1.0, 0.25, 0.0625]))
+    >>> slope, _ = ntk.fit_power_law(jnp.array([1.0, 2.0, 4.0]),
+    ...                              jnp.array([1.0, 0.25, 0.0625]))
     >>> round(slope, 6)
     -2.0
     """
@@ -174,9 +180,11 @@ def fit_power_law(x: Any, y: Any) -> tuple[float, float]:
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinite values")
         if not np.all(arr > 0):
-            raise ValueError(f"{name} must be positive for a log-log fit, got min {arr.min():.3g}")
+            raise ValueError(f"{name} must be positive for a log-log fit, got min "
+                             f"{arr.min():.3g}")
     if xs.shape != ys.shape:
-        raise ValueError(f"x and y must have the same length, got {xs.size} and {ys.size}")
+        raise ValueError(f"x and y must have the same length, got {xs.size} and "
+                         f"{ys.size}")
     if xs.size < 2 or np.unique(xs).size < 2:
         raise ValueError("x must hold at least two distinct values to fit a power law")
     lx, ly = np.log(xs), np.log(ys)

@@ -1,35 +1,37 @@
-r"""Ensembles of networks: many initializations at once, the map between parameterizations,
-the sample kurtosis, and the predictive distribution of an ensemble of infinitely wide
-networks trained by gradient flow.
+r"""Ensembles of networks: many initializations at once, the map between
+parameterizations, the sample kurtosis, and the predictive distribution of an ensemble
+of infinitely wide networks trained by gradient flow.
 
 Finite ensembles
 ----------------
 
-* :func:`init_ensemble` draws ``len(keys)`` initializations of an :class:`~ntk_companion.MLP`,
-  stacked on a leading axis (the layout that ``jax.vmap`` and
+* :func:`init_ensemble` draws ``len(keys)`` initializations of
+  an :class:`~ntk_companion.MLP`, stacked on a leading axis (the layout that
+  ``jax.vmap`` and
   :func:`~ntk_companion.nested_params` expect).
-* :func:`to_standard` maps NTK-parameterized parameters to the standard parameterization,
-  ``W_bar = (W_std / sqrt(fan_in)) W``, ``b_bar = b_std b``: the same function.
-* :func:`standard_ntk_factors` is the diagonal ``D`` with ``K_SP = G D G^T``, where ``G`` is
-  the Jacobian in the NTK parameterization: ``fan_in / W_std^2`` for weights, ``1 / b_std^2``
-  for biases.
-* :func:`excess_kurtosis` estimates ``E[f^4] / E[f^2]^2 - 3`` of a centred symmetric sample,
-  with its delta-method standard error.
+* :func:`to_standard` maps NTK-parameterized parameters to the standard
+  parameterization, ``W_bar = (W_std / sqrt(fan_in)) W``, ``b_bar = b_std b``: the same
+  function.
+* :func:`standard_ntk_factors` is the diagonal ``D`` with ``K_SP = G D G^T``, where
+  ``G`` is the Jacobian in the NTK parameterization: ``fan_in / W_std^2`` for weights,
+  ``1 / b_std^2`` for biases.
+* :func:`excess_kurtosis` estimates ``E[f^4] / E[f^2]^2 - 3`` of a centred symmetric
+  sample, with its delta-method standard error.
 
 The trained infinite-width ensemble
 -----------------------------------
 
-:func:`predict_ensemble` follows Lee et al. 2019 ("Wide neural networks of any depth evolve
-as linear models under gradient descent", Section 2.3 and Appendix).
+:func:`predict_ensemble` follows Lee et al. 2019 ("Wide neural networks of any depth
+evolve as linear models under gradient descent", Section 2.3 and Appendix).
 
-At initialization the outputs of an infinitely wide network are a centred Gaussian process
-with covariance the NNGP kernel ``K``, and its NTK ``Theta`` is deterministic and constant
-during training. Gradient flow on the sum loss ``1/2 ||f(X) - y||^2`` for time ``t`` moves
-the outputs linearly (:mod:`ntk_companion.dynamics`),
+At initialization the outputs of an infinitely wide network are a centred Gaussian
+process with covariance the NNGP kernel ``K``, and its NTK ``Theta`` is deterministic
+and constant during training. Gradient flow on the sum loss ``1/2 ||f(X) - y||^2`` for
+time ``t`` moves the outputs linearly (:mod:`ntk_companion.dynamics`),
 
 .. code-block:: text
 
-    f*(t) = f*(0) + A(t) (y - f(X; 0)),     A(t) = Theta_* Theta^{-1} (I - exp(-Theta t)),
+    f*(t) = f*(0) + A(t) (y - f(X; 0)),   A(t) = Theta_* Theta^{-1} (I - exp(-Theta t)),
 
 so over random initializations ``f*(t)`` is Gaussian with
 
@@ -42,8 +44,8 @@ so over random initializations ``f*(t)`` is Gaussian with
 ``Theta_*`` the NTK blocks). ``get="nngp"`` replaces ``Theta`` by ``K`` (training the
 readout layer only): then ``cov(t) = K_** - K_* K^{-1} (I - exp(-2 K t)) K_*^T`` and at
 ``t = inf`` the pair is the Bayesian posterior of the NNGP,
-``K_* (K + s I)^{-1} y`` and ``K_** - K_* (K + s I)^{-1} K_*^T`` with noise variance ``s``
-the diagonal regularizer. At ``t = inf``, ``Theta^{-1}(I - exp(-Theta t))`` is the
+``K_* (K + s I)^{-1} y`` and ``K_** - K_* (K + s I)^{-1} K_*^T`` with noise variance
+``s`` the diagonal regularizer. At ``t = inf``, ``Theta^{-1}(I - exp(-Theta t))`` is the
 pseudo-inverse of ``Theta`` (exactly as in :func:`ntk_companion.predict`).
 
 ``diag_reg`` is added to the diagonal of both training blocks ``K`` and ``Theta``
@@ -74,7 +76,8 @@ __all__ = ["Gaussian", "predict_ensemble", "init_ensemble", "to_standard",
 
 def _check_mlp(model: Any) -> MLP:
     if not isinstance(model, MLP):
-        raise TypeError(f"model must be an ntk_companion.MLP, got {type(model).__name__}")
+        raise TypeError("model must be an ntk_companion.MLP, got "
+                        f"{type(model).__name__}")
     return model
 
 
@@ -83,19 +86,22 @@ def init_ensemble(model: MLP, keys: jax.Array, d_in: int, dtype: Any = None) -> 
 
     In the NTK parameterization every parameter is an independent standard normal,
     ``theta_0 ~ N(0, I_P)``, so each initialization is one normal vector of length ``P``
-    drawn from its key and reshaped into the layer list of ``MLP.init``. The values are drawn
-    in float32 and cast to ``dtype``, so a float32 and a float64 ensemble from the same keys
-    hold the same networks up to float32 rounding. In the standard parameterization the same
-    draws are mapped by :func:`to_standard` (one key gives the same function in both).
+    drawn from its key and reshaped into the layer list of ``MLP.init``. The values are
+    drawn in float32 and cast to ``dtype``, so a float32 and a float64 ensemble from the
+    same keys hold the same networks up to float32 rounding. In the standard
+    parameterization the same draws are mapped by :func:`to_standard` (one key gives the
+    same function in both).
 
     Args:
         model: the :class:`~ntk_companion.MLP`.
-        keys: an array of ``jax.random`` keys, shape ``(S,)`` (e.g. ``jax.random.split``).
+        keys: an array of ``jax.random`` keys, shape ``(S,)`` (e.g.
+            ``jax.random.split``).
         d_in: input dimension.
         dtype: floating dtype of the result; default float64 when x64 is enabled.
 
     Returns:
-        The parameter list of ``model`` with a leading axis of length ``S`` on every leaf.
+        The parameter list of ``model`` with a leading axis of length ``S`` on every
+        leaf.
 
     >>> net = MLP(hidden=(16,), activation="relu")
     >>> ens = init_ensemble(net, jax.random.split(jax.random.PRNGKey(0), 5), 3)
@@ -134,9 +140,10 @@ def to_standard(model: MLP, params: Params) -> Params:
     """Map NTK-parameterized parameters of ``model`` to the standard parameterization.
 
     ``W_bar = (W_std / sqrt(fan_in)) W`` and ``b_bar = b_std b`` layer by layer, so that
-    ``dataclasses.replace(model, parameterization="standard").apply(to_standard(model, p), x)``
-    equals ``model.apply(p, x)``. Leaves may carry leading batch axes (an ensemble); the
-    fan-in is the second-to-last axis of each ``W``.
+    ``model_sp.apply(to_standard(model, p), x)`` equals ``model.apply(p, x)`` for
+    ``model_sp = dataclasses.replace(model, parameterization="standard")``. Leaves may
+    carry leading batch axes (an ensemble); the fan-in is the second-to-last axis of
+    each ``W``.
 
     >>> net = MLP(hidden=(4,), W_std=2.0)
     >>> p = net.init(jax.random.PRNGKey(0), 1)
@@ -155,12 +162,14 @@ def to_standard(model: MLP, params: Params) -> Params:
 
 
 def standard_ntk_factors(model: MLP, params: Params) -> jax.Array:
-    """The diagonal ``D`` of ``K_SP = G D G^T``, in ``ravel_pytree`` order of ``params``.
+    """The diagonal ``D`` of ``K_SP = G D G^T``, in ``ravel_pytree`` order of
+    ``params``.
 
-    ``G`` is the Jacobian of the NTK-parameterized network and ``K_SP`` the empirical NTK of
-    the same network in the standard parameterization: by the chain rule a weight of a layer
-    with fan-in ``n`` contributes with the factor ``n / W_std^2`` and a bias with
-    ``1 / b_std^2``. ``params`` is one (unbatched) parameter list; only its shapes are used.
+    ``G`` is the Jacobian of the NTK-parameterized network and ``K_SP`` the empirical
+    NTK of the same network in the standard parameterization: by the chain rule a weight
+    of a layer with fan-in ``n`` contributes with the factor ``n / W_std^2`` and a bias
+    with ``1 / b_std^2``. ``params`` is one (unbatched) parameter list; only its shapes
+    are used.
 
     >>> net = MLP(hidden=(3,), W_std=1.0, b_std=0.5)
     >>> D = standard_ntk_factors(net, net.init(jax.random.PRNGKey(0), 2))
@@ -172,8 +181,8 @@ def standard_ntk_factors(model: MLP, params: Params) -> jax.Array:
     for layer in _layer_list(params):
         W = layer["W"]
         if jnp.ndim(W) != 2:
-            raise ValueError(f"params must be one parameter list without batch axes, got a "
-                             f"weight of shape {jnp.shape(W)}")
+            raise ValueError("params must be one parameter list without batch axes, "
+                             f"got a weight of shape {jnp.shape(W)}")
         new = {"W": jnp.full(jnp.shape(W), jnp.shape(W)[0] / model.W_std ** 2, W.dtype)}
         if "b" in layer:
             new["b"] = jnp.full(jnp.shape(layer["b"]), 1.0 / model.b_std ** 2, W.dtype)
@@ -184,8 +193,8 @@ def standard_ntk_factors(model: MLP, params: Params) -> jax.Array:
 def excess_kurtosis(samples: Any) -> tuple[float, float]:
     """Sample excess kurtosis of a centred, symmetric sample and its standard error.
 
-    With the mean known to be zero and sample moments ``mu_k = mean(f^k)``, the estimate is
-    ``mu_4 / mu_2^2 - 3``; its delta-method variance for a symmetric distribution is
+    With the mean known to be zero and sample moments ``mu_k = mean(f^k)``, the estimate
+    is ``mu_4 / mu_2^2 - 3``; its delta-method variance for a symmetric distribution is
 
         (1/N) [ (mu_8 - mu_4^2) / mu_2^4 - 4 mu_4 (mu_6 - mu_2 mu_4) / mu_2^5
                 + 4 mu_4^2 (mu_4 - mu_2^2) / mu_2^6 ],
@@ -222,8 +231,8 @@ class Gaussian(NamedTuple):
     """Mean and covariance of a Gaussian predictive distribution over ``m`` test inputs.
 
     Attributes:
-        mean: shape ``(m,)`` (or ``(m, k)`` for ``k`` outputs), with a leading axis ``T``
-            for ``T`` times.
+        mean: shape ``(m,)`` (or ``(m, k)`` for ``k`` outputs), with a leading axis
+            ``T`` for ``T`` times.
         cov: shape ``(m, m)`` (the same for every output), with a leading axis ``T``.
 
     At ``t = 0`` it is the prior: mean zero and the NNGP covariance ``K(X*, X*)``.
@@ -250,8 +259,8 @@ def _block(kernels: Any, name: str, get: str) -> tuple[jax.Array, jax.Array]:
     nngp = as_array(kernels.nngp, f"{name}.nngp")
     ntk = nngp if get == "nngp" else as_array(kernels.ntk, f"{name}.ntk")
     if nngp.ndim != 2 or ntk.shape != nngp.shape:
-        raise ValueError(f"{name}.nngp and {name}.ntk must be matrices of one shape, got "
-                         f"{tuple(nngp.shape)} and {tuple(ntk.shape)}")
+        raise ValueError(f"{name}.nngp and {name}.ntk must be matrices of one shape, "
+                         f"got {tuple(nngp.shape)} and {tuple(ntk.shape)}")
     return nngp, ntk
 
 
@@ -267,11 +276,11 @@ def predict_ensemble(k_train: Kernels, y: Any, t: Any, *, k_test_train: Kernels,
         t: time ``>= 0`` of the sum loss: scalar, ``inf``, or 1-D (leading output axis).
         k_test_train: ``Kernels`` between test and training inputs, ``(m, n)``.
         k_test: ``Kernels`` on the test inputs, ``(m, m)`` (only its ``nngp`` is used).
-        get: ``"ntk"`` (the whole network trained, Lee et al. 2019) or ``"nngp"`` (readout
-            only; at ``t = inf`` the NNGP posterior).
+        get: ``"ntk"`` (the whole network trained, Lee et al. 2019) or ``"nngp"``
+            (readout only; at ``t = inf`` the NNGP posterior).
         diag_reg: ``>= 0``, added to the diagonal of the training blocks.
-        diag_reg_relative: when true, ``diag_reg`` is relative to each training block's mean
-            diagonal.
+        diag_reg_relative: when true, ``diag_reg`` is relative to each training block's
+            mean diagonal.
 
     Returns:
         ``Gaussian(mean, cov)``.
@@ -280,8 +289,9 @@ def predict_ensemble(k_train: Kernels, y: Any, t: Any, *, k_test_train: Kernels,
     >>> import ntk_companion as ntk
     >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
     >>> xs = jnp.array([[1.0, 0.0]])
-    >>> post = ntk.predict_ensemble(ntk.analytic_kernels(x, depth=1), jnp.array([1.0, -1.0]),
-    ...                             jnp.inf, k_test_train=ntk.analytic_kernels(xs, x, depth=1),
+    >>> post = ntk.predict_ensemble(ntk.analytic_kernels(x, depth=1),
+    ...                             jnp.array([1.0, -1.0]), jnp.inf,
+    ...                             k_test_train=ntk.analytic_kernels(xs, x, depth=1),
     ...                             k_test=ntk.analytic_kernels(xs, depth=1))
     >>> round(float(post.mean[0]), 5), float(post.cov[0, 0]) < 1e-6   # a training input
     (1.0, True)
@@ -294,8 +304,8 @@ def predict_ensemble(k_train: Kernels, y: Any, t: Any, *, k_test_train: Kernels,
     n = K.shape[0]
     y = _check_targets(y, "y", n, "k_train")
     if Ks.shape[1] != n:
-        raise ValueError(f"k_test_train must have {n} columns (one per training input), got "
-                         f"shape {tuple(Ks.shape)}")
+        raise ValueError(f"k_test_train must have {n} columns (one per training "
+                         f"input), got shape {tuple(Ks.shape)}")
     m = Ks.shape[0]
     if Kss.shape != (m, m):
         raise ValueError(f"k_test must be ({m}, {m}) to match k_test_train, got shape "

@@ -3,10 +3,11 @@
     f_lin(x; theta) = f(x; theta_0) + <grad_theta f(x; theta_0), theta - theta_0>
                     = f(x; theta_0) + G(x; theta_0) (theta - theta_0).
 
-``f_lin`` is affine in ``theta`` with the tangent features ``phi(x) = grad_theta f(x; theta_0)``,
-so its NTK is ``H_0`` (the NTK of ``f`` at ``theta_0``) for every ``theta``, and gradient flow on
-it is kernel gradient flow with the constant kernel ``H_0``. It is evaluated with one
-Jacobian-vector product (``jax.jvp``), never forming the Jacobian.
+``f_lin`` is affine in ``theta`` with the tangent features
+``phi(x) = grad_theta f(x; theta_0)``, so its NTK is ``H_0`` (the NTK of ``f`` at
+``theta_0``) for every ``theta``, and gradient flow on it is kernel gradient flow with
+the constant kernel ``H_0``. It is evaluated with one Jacobian-vector product
+(``jax.jvp``), never forming the Jacobian.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ PyTree = Any
 
 
 @partial(jax.jit, static_argnums=0)
-def _f_lin(apply_fn: Callable, params0: PyTree, params: PyTree, x: jax.Array) -> jax.Array:
+def _f_lin(apply_fn: Callable, params0: PyTree, params: PyTree,
+           x: jax.Array) -> jax.Array:
     dparams = jax.tree_util.tree_map(lambda p, p0: (p - p0).astype(jnp.result_type(p0)),
                                      params, params0)
     f0, df = jax.jvp(lambda p: apply_fn(p, x), (params0,), (dparams,))
@@ -42,14 +44,15 @@ def linearize(apply_fn: Callable[[PyTree, jax.Array], jax.Array], params0: PyTre
         params0: the expansion point ``theta_0``.
 
     Returns:
-        ``f_lin(params, x)``, with the output shape of ``apply_fn``; ``params`` must have the
-        pytree structure and leaf shapes of ``params0``. ``f_lin(params0, x) == f(x; params0)``
-        exactly. ``f_lin`` can be passed anywhere ``apply_fn`` can (training, empirical NTK).
+        ``f_lin(params, x)``, with the output shape of ``apply_fn``; ``params`` must
+        have the pytree structure and leaf shapes of ``params0``.
+        ``f_lin(params0, x) == f(x; params0)`` exactly. ``f_lin`` can be passed anywhere
+        ``apply_fn`` can (training, empirical NTK).
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
     >>> f_lin = ntk.linearize(lambda w, x: jnp.sin(x @ w), jnp.zeros(1))
-    >>> float(f_lin(jnp.ones(1), jnp.array([[0.5]]))[0])          # sin(0) + cos(0) * 0.5
+    >>> float(f_lin(jnp.ones(1), jnp.array([[0.5]]))[0])         # sin(0) + cos(0) * 0.5
     0.5
     """
     check_callable(apply_fn, "apply_fn")
@@ -64,6 +67,6 @@ def linearize(apply_fn: Callable[[PyTree, jax.Array], jax.Array], params0: PyTre
         check_finite(x, "x")
         return _f_lin(apply_static, params0, params, x)
 
-    f_lin.__doc__ = ("Linearized model f(x; params0) + J(x; params0)(params - params0) of "
-                     f"{getattr(apply_fn, '__qualname__', repr(apply_fn))}.")
+    f_lin.__doc__ = ("Linearized model f(x; params0) + J(x; params0)(params - params0) "
+                     f"of {getattr(apply_fn, '__qualname__', repr(apply_fn))}.")
     return f_lin

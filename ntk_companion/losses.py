@@ -2,9 +2,10 @@
 
     r(theta) = f(X; theta) - y,        l(theta) = 1/2 sum_i r_i^2 = 1/2 ||r||^2.
 
-The loss is a sum, not a mean: with it gradient flow gives ``dr/dt = -H r``. A library that
-minimizes the mean loss ``||r||^2 / (2N)`` over the ``N`` entries of the residual moves ``N``
-times slower: time ``t_mean = N t``, with ``N = n k`` for ``k`` outputs (``n`` for one).
+The loss is a sum, not a mean: with it gradient flow gives ``dr/dt = -H r``. A library
+that minimizes the mean loss ``||r||^2 / (2N)`` over the ``N`` entries of the residual
+moves ``N`` times slower: time ``t_mean = N t``, with ``N = n k`` for ``k`` outputs
+(``n`` for one).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def residual(apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
     """Residual ``r = f(x; params) - y`` on a batch.
 
     Args:
-        apply_fn: ``apply_fn(params, x)`` returns the outputs, shape ``(n,)`` (or ``(n, k)``).
+        apply_fn: ``apply_fn(params, x)`` returns the outputs, shape ``(n,)``
+            (or ``(n, k)``).
         params: parameters (any pytree ``apply_fn`` accepts).
         x: inputs, shape ``(n, d)``; checked by ``apply_fn``.
         y: targets, the same shape as the outputs.
@@ -39,8 +41,8 @@ def residual(apply_fn: Callable[[Any, jax.Array], jax.Array], params: Any,
     check_finite(y, "y")
     u = apply_fn(params, x)
     if jnp.shape(u) != y.shape:
-        raise ValueError(f"y must have the shape of the model outputs {tuple(jnp.shape(u))}, "
-                         f"got {tuple(y.shape)}")
+        raise ValueError("y must have the shape of the model outputs "
+                         f"{tuple(jnp.shape(u))}, got {tuple(y.shape)}")
     return u - y
 
 

@@ -1,18 +1,19 @@
 r"""Kernel ridge classification on real data: folds, ridge selection, accuracy, digits.
 
 A classifier from a kernel ``K``: regress the one-hot encoding ``Y`` of the labels
-(``Y_ic = 1`` if ``label_i = c``, else 0) by kernel ridge regression and predict the class
-of largest output,
+(``Y_ic = 1`` if ``label_i = c``, else 0) by kernel ridge regression and predict the
+class of largest output,
 
     scores(X*) = K_* (K + rho I)^{-1} Y,        label(x*_m) = argmax_c scores_mc,
 
 with ``rho = r tr(K) / n`` a ridge relative to the mean diagonal of the training kernel
 (so that rescaling ``K`` does not change the classifier). Subtracting the same constant
-from every column of ``Y`` adds the same vector to every column of the scores, so centred
-and plain one-hot targets give the same labels. The relative ridge ``r`` is chosen by
-``k``-fold cross-validation on the training set (:func:`select_ridge`): for each fold the
-training block is decomposed once, ``K_tr = V diag(lambda) V^T``, and every ridge of the
-grid costs two matrix products, ``K_val,tr V diag(1 / (lambda + rho)) V^T Y_tr``.
+from every column of ``Y`` adds the same vector to every column of the scores, so
+centred and plain one-hot targets give the same labels. The relative ridge ``r`` is
+chosen by ``k``-fold cross-validation on the training set (:func:`select_ridge`): for
+each fold the training block is decomposed once, ``K_tr = V diag(lambda) V^T``, and
+every ridge of the grid costs two matrix products,
+``K_val,tr V diag(1 / (lambda + rho)) V^T Y_tr``.
 
 :func:`load_digits_images` returns scikit-learn's bundled ``load_digits`` images (no
 download) as ``(n, 8, 8, 1)`` arrays for the convolutional layers of
@@ -90,13 +91,14 @@ def accuracy(scores: Any, labels: Any) -> float:
     """
     s = np.asarray(scores)
     if s.ndim != 2:
-        raise ValueError(f"scores must be 2-D of shape (m, n_classes), got shape {s.shape}")
+        raise ValueError("scores must be 2-D of shape (m, n_classes), got shape "
+                         f"{s.shape}")
     if not np.all(np.isfinite(s)):
         raise ValueError("scores contain NaN or infinite values")
     lab = _labels(labels)
     if lab.shape[0] != s.shape[0] or s.shape[0] == 0:
-        raise ValueError(f"labels must have one entry per row of scores ({s.shape[0]} > 0), "
-                         f"got {lab.shape[0]}")
+        raise ValueError(f"labels must have one entry per row of scores ({s.shape[0]} "
+                         f"> 0), got {lab.shape[0]}")
     if lab.max() >= s.shape[1]:
         raise ValueError(f"labels contain class {lab.max()}, but scores have only "
                          f"{s.shape[1]} columns")
@@ -160,8 +162,8 @@ def _check_kernel_stack(K: Any) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
-        raise ValueError(f"K must be a square kernel (n, n) or a stack (n_kernels, n, n), "
-                         f"got shape {np.shape(K)}")
+        raise ValueError("K must be a square kernel (n, n) or a stack (n_kernels, n, "
+                         f"n), got shape {np.shape(K)}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("K contains NaN or infinite values")
     return arr
@@ -174,16 +176,17 @@ def select_ridge(K: Any, labels: Any, ridges: Sequence[float], *,
     :func:`kernel_ridge_classify`.
 
     For each fold ``(tr, va)``, candidate kernel ``K`` and relative ridge ``r``, the
-    classifier trained on ``tr`` with ``rho = r tr(K_tr,tr) / |tr|`` is scored on ``va``;
-    the pair of largest mean accuracy wins, ties broken by the smaller mean square error
-    of the scores against the one-hot targets, then by the larger ridge. Each training
-    block is decomposed once, ``K_tr,tr = V diag(lambda) V^T`` (float64, eigenvalues
-    clipped at 0, which removes rounding-level negative ones of a float32 kernel), so the
-    whole grid costs one decomposition per fold and kernel.
+    classifier trained on ``tr`` with ``rho = r tr(K_tr,tr) / |tr|`` is scored on
+    ``va``; the pair of largest mean accuracy wins, ties broken by the smaller mean
+    square error of the scores against the one-hot targets, then by the larger ridge.
+    Each training block is decomposed once, ``K_tr,tr = V diag(lambda) V^T`` (float64,
+    eigenvalues clipped at 0, which removes rounding-level negative ones of a float32
+    kernel), so the whole grid costs one decomposition per fold and kernel.
 
     Args:
-        K: the kernel on all training points, ``(n, n)``, or a stack ``(n_kernels, n, n)``
-            of candidates (e.g. depths or lengthscales) to choose from.
+        K: the kernel on all training points, ``(n, n)``, or a stack
+            ``(n_kernels, n, n)`` of candidates (e.g. depths or lengthscales) to choose
+            from.
         labels: classes ``0..n_classes-1`` of the ``n`` points.
         ridges: relative ridges ``r > 0`` (e.g. ``10.0 ** np.arange(-10, 1)``).
         folds: ``(train_idx, val_idx)`` pairs, indices into ``0..n-1``
@@ -210,8 +213,8 @@ def select_ridge(K: Any, labels: Any, ridges: Sequence[float], *,
     k = _n_classes(lab, n_classes)
     r = np.asarray(ridges, dtype=np.float64).reshape(-1)
     if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r <= 0):
-        raise ValueError(f"ridges must be a non-empty sequence of positive finite numbers, "
-                         f"got {list(np.asarray(ridges).reshape(-1))}")
+        raise ValueError("ridges must be a non-empty sequence of positive finite "
+                         f"numbers, got {list(np.asarray(ridges).reshape(-1))}")
     folds = list(folds)
     if not folds:
         raise ValueError("folds must contain at least one (train_idx, val_idx) pair")
@@ -222,8 +225,8 @@ def select_ridge(K: Any, labels: Any, ridges: Sequence[float], *,
         try:
             tr, va = (np.asarray(f, dtype=np.int64).reshape(-1) for f in fold)
         except (TypeError, ValueError) as e:
-            raise TypeError(f"folds[{j}] must be a pair (train_idx, val_idx) of integer "
-                            f"index arrays") from e
+            raise TypeError(f"folds[{j}] must be a pair (train_idx, val_idx) of "
+                            f"integer index arrays") from e
         if tr.size == 0 or va.size == 0 or min(tr.min(), va.min()) < 0 \
                 or max(tr.max(), va.max()) >= n:
             raise ValueError(f"folds[{j}]: indices must be non-empty and in 0..{n - 1}")
@@ -274,8 +277,8 @@ def kernel_ridge_classify(K_train: Any, labels: Any, K_test_train: Any, ridge: f
     check_finite(K, "K_train")
     lab = _labels(labels)
     if lab.shape[0] != K.shape[0]:
-        raise ValueError(f"labels must have one entry per row of K_train ({K.shape[0]}), "
-                         f"got {lab.shape[0]}")
+        raise ValueError("labels must have one entry per row of K_train "
+                         f"({K.shape[0]}), got {lab.shape[0]}")
     Ks = check_test_train(K_test_train, K.shape[0])
     Y = one_hot(lab, _n_classes(lab, n_classes)).astype(jnp.result_type(K, Ks))
     return kernel_regression(K, Y, Ks, ridge, ridge_relative=True)
@@ -283,11 +286,12 @@ def kernel_ridge_classify(K_train: Any, labels: Any, K_test_train: Any, ridge: f
 
 def load_digits_images(n: int | None = None, *, seed: int = 0
                        ) -> tuple[jax.Array, np.ndarray]:
-    r"""The ``8 x 8`` handwritten digits bundled with scikit-learn (``load_digits``, 1797
-    images, 10 classes; no download), as images ``(n, 8, 8, 1)`` for the convolutional
-    layers, each standardized on its own: ``x <- (x - mean(x)) / std(x)`` over its 64
-    pixels, so ``|x|^2 / 64 = 1`` (the input kernel of the recursion has unit diagonal)
-    and no statistic is shared between images (no leak from test to training sets).
+    r"""The ``8 x 8`` handwritten digits bundled with scikit-learn (``load_digits``,
+    1797 images, 10 classes; no download), as images ``(n, 8, 8, 1)`` for the
+    convolutional layers, each standardized on its own: ``x <- (x - mean(x)) / std(x)``
+    over its 64 pixels, so ``|x|^2 / 64 = 1`` (the input kernel of the recursion has
+    unit diagonal) and no statistic is shared between images (no leak from test to
+    training sets).
 
     Args:
         n: number of images, drawn without replacement in a seeded random order;
@@ -317,7 +321,8 @@ def load_digits_images(n: int | None = None, *, seed: int = 0
     else:
         n = check_int(n, "n", minimum=1)
         if n > total:
-            raise ValueError(f"n must be at most {total} (the number of digits), got {n}")
+            raise ValueError(f"n must be at most {total} (the number of digits), got "
+                             f"{n}")
         seed = check_int(seed, "seed", minimum=0)
         idx = np.random.default_rng(seed).permutation(total)[:n]
     x = images[idx].reshape(idx.size, 64)

@@ -1,20 +1,20 @@
 r"""Monte Carlo estimates of the NNGP kernel and the NTK of any finite network.
 
-For a network ``f(x; theta)`` with random initialization ``theta ~ p``, the NNGP kernel is the
-output covariance and the (expected) NTK the average empirical kernel,
+For a network ``f(x; theta)`` with random initialization ``theta ~ p``, the NNGP kernel
+is the output covariance and the (expected) NTK the average empirical kernel,
 
 .. code-block:: text
 
     Sigma(x, x') = E_theta[f(x; theta) f(x'; theta)],
     Theta(x, x') = E_theta[<grad_theta f(x; theta), grad_theta f(x'; theta)>],
 
-estimated by the averages over ``n_samples`` independent initializations (the outputs of the
-architectures here are centred at initialization, so the second moment is the covariance).
-Each empirical kernel is computed by :func:`ntk_companion.empirical_ntk`, by tiles of
-``block_size`` when given (bounded memory), one initialization at a time. The standard error
-of an entry falls like ``1 / sqrt(n_samples)``; for an MLP in the NTK parameterization the
-estimates tend to :func:`ntk_companion.analytic_kernels` as the width and ``n_samples`` grow
-(neural-tangents' ``monte_carlo_kernel_fn``).
+estimated by the averages over ``n_samples`` independent initializations (the outputs of
+the architectures here are centred at initialization, so the second moment is the
+covariance). Each empirical kernel is computed by :func:`ntk_companion.empirical_ntk`,
+by tiles of ``block_size`` when given (bounded memory), one initialization at a time.
+The standard error of an entry falls like ``1 / sqrt(n_samples)``; for an MLP in the NTK
+parameterization the estimates tend to :func:`ntk_companion.analytic_kernels` as the
+width and ``n_samples`` grow (neural-tangents' ``monte_carlo_kernel_fn``).
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ __all__ = ["monte_carlo_kernels"]
 
 def monte_carlo_kernels(init_fn: Callable[[jax.Array], Any],
                         apply_fn: Callable[[Any, jax.Array], jax.Array], key: jax.Array,
-                        x1: Any, x2: Any = None, *, n_samples: int, method: str = "auto",
-                        block_size: int | None = None) -> Kernels:
+                        x1: Any, x2: Any = None, *, n_samples: int,
+                        method: str = "auto", block_size: int | None = None) -> Kernels:
     r"""Monte Carlo NNGP kernel and NTK of a finite network: averages over ``n_samples``
     initializations ``init_fn(k)``, ``k`` in ``jax.random.split(key, n_samples)``.
 
@@ -71,14 +71,16 @@ def monte_carlo_kernels(init_fn: Callable[[jax.Array], Any],
     try:
         keys = jax.random.split(key, n_samples)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"key must be a JAX PRNG key, got {type(key).__name__}") from err
+        raise TypeError("key must be a JAX PRNG key, got "
+                        f"{type(key).__name__}") from err
     nngp = ntk = None
     for k in keys:
         params = init_fn(k)
         f1 = _scalar_outputs(apply_fn, params, x1)
         f2 = f1 if x2 is None else _scalar_outputs(apply_fn, params, x2)
         outer = jnp.outer(f1, f2)
-        kernel = empirical_ntk(apply_fn, params, x1, x2, method=method, block_size=block_size)
+        kernel = empirical_ntk(apply_fn, params, x1, x2, method=method,
+                               block_size=block_size)
         nngp = outer if nngp is None else nngp + outer
         ntk = kernel if ntk is None else ntk + kernel
     return Kernels(nngp=nngp / n_samples, ntk=ntk / n_samples)

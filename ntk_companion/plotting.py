@@ -1,12 +1,14 @@
 """House style for the course figures and a log-log plotting helper.
 
-Call :func:`use_style` once (first cell of every chapter); then draw with matplotlib as usual.
-Colours come from :data:`COLORS` (the Okabe-Ito palette, safe for colour-blind readers).
+Call :func:`use_style` once (first cell of every chapter); then draw with matplotlib as
+usual. Colours come from :data:`COLORS` (the Okabe-Ito palette, safe for colour-blind
+readers).
 
-Figures are sized in inches at 100 CSS pixels per inch and stored at twice that resolution
-(200 pixels per inch), so they are sharp on high-density screens and in print. The book's
-text column is :data:`COLUMN_WIDTH_PX` CSS pixels wide; a wider figure is shrunk to fit, and
-its 11 pt text stays at least 11 CSS pixels high only while the figure is at most
+Figures are sized in inches at 100 CSS pixels per inch and stored at twice that
+resolution (200 pixels per inch), so they are sharp on high-density screens and in
+print. The book's text column is :data:`COLUMN_WIDTH_PX` CSS pixels wide; a wider figure
+is shrunk to fit, and its 11 pt text stays at least 11 CSS pixels high only while the
+figure is at most
 :data:`MAX_FIGURE_WIDTH_IN` inches wide: stack the panels of a wider figure instead.
 """
 from __future__ import annotations
@@ -19,7 +21,8 @@ from cycler import cycler
 
 from .diagnostics import fit_power_law
 
-__all__ = ["COLORS", "COLUMN_WIDTH_PX", "MAX_FIGURE_WIDTH_IN", "use_style", "loglog_with_fit"]
+__all__ = ["COLORS", "COLUMN_WIDTH_PX", "MAX_FIGURE_WIDTH_IN", "use_style",
+           "loglog_with_fit"]
 
 #: Okabe-Ito colour-blind-safe palette (without its yellow, which is faint on white):
 #: blue, vermillion, bluish green, reddish purple, orange, sky blue, black.
@@ -27,16 +30,20 @@ COLORS: tuple[str, ...] = (
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
 )
 
-#: Width in CSS pixels of the book's text column at desktop width (sphinx-book-theme at a
+#: Width in CSS pixels of the book's text column at desktop width (sphinx-book-theme at
+# a
 #: 1280 px window; measured by tests/browser), where figures are shown.
 COLUMN_WIDTH_PX: int = 672
 
 #: Smallest font size of the style, in points.
 _MIN_FONT_PT = 11
 
-#: Widest figure (inches, at ``figure.dpi`` = 100) whose 11 pt text is still 11 CSS px high
-#: once the figure is shrunk to :data:`COLUMN_WIDTH_PX`: an 11 pt glyph is 11/72 in, i.e.
-#: 15.3 px at 100 px/in, and shrinking by ``COLUMN_WIDTH_PX / (100 * width)`` keeps it at
+#: Widest figure (inches, at ``figure.dpi`` = 100) whose 11 pt text is still 11 CSS px
+# high
+#: once the figure is shrunk to :data:`COLUMN_WIDTH_PX`: an 11 pt glyph is 11/72 in,
+# i.e.
+#: 15.3 px at 100 px/in, and shrinking by ``COLUMN_WIDTH_PX / (100 * width)`` keeps it
+# at
 #: 11 px or more while ``width <= COLUMN_WIDTH_PX / 72`` (9.33 in).
 MAX_FIGURE_WIDTH_IN: float = COLUMN_WIDTH_PX / 72
 
@@ -65,14 +72,15 @@ _STYLE: dict[str, Any] = {
 
 
 def use_style() -> None:
-    """Set the course's matplotlib style: 6.4 x 4.0 in figures, PNG output at 2x resolution,
-    constrained layout, a light grid, 11 pt fonts, frameless legends and the :data:`COLORS`
-    colour cycle.
+    """Set the course's matplotlib style: 6.4 x 4.0 in figures, PNG output at 2x
+    resolution, constrained layout, a light grid, 11 pt fonts, frameless legends and
+    the :data:`COLORS` colour cycle.
 
-    The style is a set of rcParams (``savefig.dpi`` 200 for files). In a notebook (IPython's
-    inline backend) figures are also shown in the ``"retina"`` format: a PNG at twice
-    ``figure.dpi`` (200 pixels per inch) displayed at ``figure.dpi`` (a 6.4 in figure takes
-    640 CSS px and is 1280 px wide). Prints nothing; safe to call more than once.
+    The style is a set of rcParams (``savefig.dpi`` 200 for files). In a notebook
+    (IPython's inline backend) figures are also shown in the ``"retina"`` format: a PNG
+    at twice ``figure.dpi`` (200 pixels per inch) displayed at ``figure.dpi`` (a 6.4 in
+    figure takes 640 CSS px and is 1280 px wide). Prints nothing; safe to call more than
+    once.
 
     >>> import matplotlib as mpl
     >>> use_style()
@@ -98,9 +106,9 @@ def loglog_with_fit(ax: Any, x: Any, y: Any, *, label: str, color: str | None = 
                     marker: str = "o") -> float:
     """Plot ``y`` against ``x`` on log-log axes together with the fitted power law.
 
-    The fit is :func:`ntk_companion.fit_power_law` (least squares of ``log y`` on ``log x``);
-    the points are drawn as markers labelled ``"{label}"`` and the fit as a dashed line
-    labelled ``"slope {slope:.2f}"``, in the same colour.
+    The fit is :func:`ntk_companion.fit_power_law` (least squares of ``log y`` on
+    ``log x``); the points are drawn as markers labelled ``"{label}"`` and the fit as a
+    dashed line labelled ``"slope {slope:.2f}"``, in the same colour.
 
     Returns:
         The fitted slope (a Python float).
@@ -110,7 +118,9 @@ def loglog_with_fit(ax: Any, x: Any, y: Any, *, label: str, color: str | None = 
     >>> import matplotlib.pyplot as plt
     >>> import ntk_companion as ntk
     >>> fig, ax = plt.subplots()
-    >>> round(ntk.loglog_with_fit(ax, [1.0, 10.0, 100.0], [1.0, 0.1, 0.01], label="1/x"), 6)
+    >>> slope = ntk.loglog_with_fit(ax, [1.0, 10.0, 100.0], [1.0, 0.1, 0.01],
+    ...                             label="1/x")
+    >>> round(slope, 6)
     -1.0
     >>> plt.close(fig)
     """

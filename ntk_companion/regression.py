@@ -1,11 +1,11 @@
 r"""Kernel (ridge) regression, the end point of training a kernel model.
 
 ``f(X*) = K_* (K + ridge I)^{-1} y`` with ``K = K(X, X)`` and ``K_* = K(X*, X)``. With
-``ridge = 0`` and ``K`` the NTK this is the prediction of an infinitely wide network trained to
-convergence by gradient flow from a zero output (see :func:`ntk_companion.dynamics.predict` at
-``t = inf``); with ``K`` the NNGP kernel it is the posterior mean of the Gaussian process with
-noise variance ``ridge``. The linear system is solved by a Cholesky factorization
-(never an explicit inverse).
+``ridge = 0`` and ``K`` the NTK this is the prediction of an infinitely wide network
+trained to convergence by gradient flow from a zero output
+(see :func:`ntk_companion.dynamics.predict` at ``t = inf``); with ``K`` the NNGP kernel
+it is the posterior mean of the Gaussian process with noise variance ``ridge``. The
+linear system is solved by a Cholesky factorization (never an explicit inverse).
 """
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
         y: targets, ``(n,)`` or ``(n, k)``.
         K_test_train: ``(m, n)`` kernel ``K(X*, X)`` between test and training inputs
             (pass ``K_train`` itself to get the fit on the training inputs).
-        ridge: ``>= 0``, added to the diagonal; needed when ``K`` is singular (duplicated
-            inputs, more points than the kernel's rank) or ill-conditioned.
-        ridge_relative: ``False`` (default): ``ridge`` is absolute; ``True``: the ridge is
-            ``ridge * tr(K_train) / n``, relative to the kernel's mean diagonal (as
-            neural-tangents' ``diag_reg`` with ``diag_reg_absolute_scale=False``), so that
-            it does not change when the kernel is rescaled.
+        ridge: ``>= 0``, added to the diagonal; needed when ``K`` is singular
+            (duplicated inputs, more points than the kernel's rank) or ill-conditioned.
+        ridge_relative: ``False`` (default): ``ridge`` is absolute; ``True``: the ridge
+            is ``ridge * tr(K_train) / n``, relative to the kernel's mean diagonal (as
+            neural-tangents' ``diag_reg`` with ``diag_reg_absolute_scale=False``), so
+            that it does not change when the kernel is rescaled.
 
     Returns:
         Predictions, shape ``(m,)`` or ``(m, k)``.
@@ -53,7 +53,8 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
     >>> fit = ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K)   # interpolates y
     >>> bool(jnp.allclose(fit, jnp.array([1.0, 0.0])))
     True
-    >>> rel = ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K, 0.5, ridge_relative=True)
+    >>> rel = ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K, 0.5,
+    ...                             ridge_relative=True)
     >>> bool(jnp.allclose(rel, ntk.kernel_regression(K, jnp.array([1.0, 0.0]), K, 1.0)))
     True
     """
@@ -64,8 +65,8 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
     y = as_array(y, "y")
     check_rank(y, "y", (1, 2))
     if y.shape[0] != n:
-        raise ValueError(f"y must have {n} rows to match K_train of shape ({n}, {n}), got shape "
-                         f"{tuple(y.shape)}")
+        raise ValueError(f"y must have {n} rows to match K_train of shape ({n}, {n}), "
+                         f"got shape {tuple(y.shape)}")
     check_finite(y, "y")
     Ks = check_test_train(K_test_train, n)
     ridge = _check_diag_reg(ridge, ridge_relative, "ridge", "ridge_relative")
@@ -76,26 +77,27 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, ridge: float = 0.
         ridge = float(ridge)
     pred, ok = _solve(K, y.astype(dtype), Ks.astype(dtype), jnp.asarray(ridge, dtype))
     if not is_concrete(ok):
-        value_check(ok, "K_train + ridge * I is not positive definite (K_train is singular "
-                    "or indefinite): pass a positive ridge")
+        value_check(ok, "K_train + ridge * I is not positive definite (K_train is "
+                    "singular or indefinite): pass a positive ridge")
     elif not bool(ok):
         scale = float(np.trace(np.asarray(K))) / max(n, 1)
         raise ValueError(
-            f"K_train + ridge * I (ridge={ridge:g}) is not positive definite: the Cholesky "
-            f"factorization failed or has a rounding-level pivot (K_train is singular or "
-            f"indefinite, e.g. duplicated inputs). Pass a positive ridge, e.g. "
-            f"ridge={max(1e-8 * scale, 1e-12):.1e} (1e-8 times the mean diagonal), or use "
-            f"ntk_companion.predict(..., t=inf) for the minimum-norm interpolant")
+            f"K_train + ridge * I (ridge={ridge:g}) is not positive definite: the "
+            "Cholesky factorization failed or has a rounding-level pivot (K_train is "
+            "singular or indefinite, e.g. duplicated inputs). Pass a positive ridge, "
+            f"e.g. ridge={max(1e-8 * scale, 1e-12):.1e} (1e-8 times the mean "
+            "diagonal), or use ntk_companion.predict(..., t=inf) for the minimum-norm "
+            "interpolant")
     return pred
 
 
 @jax.jit
 def _solve(K: jax.Array, y: jax.Array, Ks: jax.Array, ridge: jax.Array
            ) -> tuple[jax.Array, jax.Array]:
-    """``K_* (K + ridge I)^{-1} y`` by Cholesky, and whether ``K + ridge I`` is numerically
-    positive definite: the factor is finite and every pivot ``L_ii^2`` exceeds
-    ``n eps max_i A_ii`` (otherwise ``A`` is singular to working precision and the solve
-    would return noise)."""
+    """``K_* (K + ridge I)^{-1} y`` by Cholesky, and whether ``K + ridge I`` is
+    numerically positive definite: the factor is finite and every pivot ``L_ii^2``
+    exceeds ``n eps max_i A_ii`` (otherwise ``A`` is singular to working precision and
+    the solve would return noise)."""
     n = K.shape[0]
     A = K + ridge * jnp.eye(n, dtype=K.dtype)
     factor = cho_factor(A, lower=True)
@@ -106,11 +108,12 @@ def _solve(K: jax.Array, y: jax.Array, Ks: jax.Array, ridge: jax.Array
 
 
 def gaussian_kernel(x1: Any, x2: Any, lengthscale: float = 1.0) -> jax.Array:
-    r"""Gaussian (RBF) kernel matrix ``k(x, x') = exp(-|x - x'|^2 / (2 lengthscale^2))``.
+    r"""Gaussian (RBF) kernel matrix
+    ``k(x, x') = exp(-|x - x'|^2 / (2 lengthscale^2))``.
 
-    A strictly positive definite kernel on ``R^d`` with ``k(x, x) = 1``: its Gram matrix on
-    distinct points is positive definite, and its RKHS norm bounds every function in it,
-    ``|g(x)| <= ||g||_H``.
+    A strictly positive definite kernel on ``R^d`` with ``k(x, x) = 1``: its Gram matrix
+    on distinct points is positive definite, and its RKHS norm bounds every function in
+    it, ``|g(x)| <= ||g||_H``.
 
     Args:
         x1: inputs, shape ``(n1, d)``.

@@ -1,24 +1,26 @@
 """Training: gradient flow (integrated with RK4) and gradient descent on pytrees.
 
-* :func:`rk4` integrates an autonomous ODE ``dy/dt = F(y)`` with the classical fourth-order
-  Runge-Kutta method and a fixed step ``h = t / steps``:
+* :func:`rk4` integrates an autonomous ODE ``dy/dt = F(y)`` with the classical
+  fourth-order Runge-Kutta method and a fixed step ``h = t / steps``:
 
       k1 = F(y),  k2 = F(y + h/2 k1),  k3 = F(y + h/2 k2),  k4 = F(y + h k3),
       y <- y + h/6 (k1 + 2 k2 + 2 k3 + k4);
 
   the global error is O(h^4).
 * :func:`gradient_flow` solves ``d theta/dt = -grad l(theta)`` with :func:`rk4`.
-* :func:`gradient_descent` iterates ``theta_{k+1} = theta_k - lr grad l(theta_k)``; after ``k``
-  steps it approximates gradient flow at time ``t = k lr`` with an O(lr) error.
+* :func:`gradient_descent` iterates ``theta_{k+1} = theta_k - lr grad l(theta_k)``;
+  after ``k`` steps it approximates gradient flow at time ``t = k lr`` with an O(lr)
+  error.
 
 With the sum loss ``l = 1/2 ||f(X) - y||^2`` of the course the residual obeys
 ``dr/dt = -H r``; libraries that use the mean loss ``||r||^2/(2N)`` over the ``N = n k``
-entries of an ``(n, k)`` residual run on ``t_mean = n k t`` (``n t`` for scalar targets).
+entries of an ``(n, k)`` residual run on ``t_mean = n k t`` (``n t`` for scalar
+targets).
 
-All three run a ``jax.lax.scan`` compiled with ``jax.jit`` (``steps`` and ``save_every`` are
-static). Instead of storing the whole trajectory they evaluate ``observe(state)`` at the saved
-times ``0, save_every h, 2 save_every h, ..., t`` and stack the results, so that training a
-wide network never keeps copies of its parameters unless asked to.
+All three run a ``jax.lax.scan`` compiled with ``jax.jit`` (``steps`` and ``save_every``
+are static). Instead of storing the whole trajectory they evaluate ``observe(state)`` at
+the saved times ``0, save_every h, 2 save_every h, ..., t`` and stack the results, so
+that training a wide network never keeps copies of its parameters unless asked to.
 """
 from __future__ import annotations
 
@@ -29,12 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import (as_array, check_callable, check_finite, check_int, check_params,
-                          check_scalar, check_symmetric, is_concrete, value_check)
+from ._validation import (as_array, check_callable, check_finite, check_int,
+                          check_params, check_scalar, check_symmetric, is_concrete,
+                          value_check)
 from ._utils import static_callable as _static
 from .losses import square_loss
 
-__all__ = ["rk4", "gradient_flow", "gradient_descent", "square_loss_fn", "max_learning_rate"]
+__all__ = ["rk4", "gradient_flow", "gradient_descent", "square_loss_fn",
+           "max_learning_rate"]
 
 PyTree = Any
 
@@ -46,8 +50,8 @@ def _identity(y: PyTree) -> PyTree:
 
 
 class _NegGrad:
-    """The vector field ``theta -> -grad loss_fn(theta)``, hashable by ``loss_fn`` so that
-    repeated calls with the same loss reuse the compiled scan."""
+    """The vector field ``theta -> -grad loss_fn(theta)``, hashable by ``loss_fn`` so
+    that repeated calls with the same loss reuse the compiled scan."""
 
     def __init__(self, loss_fn: Callable) -> None:
         self.loss_fn = loss_fn
@@ -76,29 +80,32 @@ def _check_steps(steps: Any, save_every: Any) -> tuple[int, int]:
     steps = check_int(steps, "steps", minimum=1)
     save_every = check_int(save_every, "save_every", minimum=1)
     if steps % save_every:
-        raise ValueError(f"steps ({steps}) must be a multiple of save_every ({save_every})")
+        raise ValueError(f"steps ({steps}) must be a multiple of save_every "
+                         f"({save_every})")
     return steps, save_every
 
 
 def _check_vector_field(vector_field: Callable, y0: PyTree) -> None:
-    """``vector_field(y0)`` must return a pytree of the structure and leaf shapes of ``y0``
-    (checked on shapes only, by ``jax.eval_shape``: nothing is computed)."""
+    """``vector_field(y0)`` must return a pytree of the structure and leaf shapes of
+    ``y0`` (checked on shapes only, by ``jax.eval_shape``: nothing is computed)."""
     try:
         out = jax.eval_shape(vector_field, y0)
     except (TypeError, ValueError) as err:
         raise TypeError(f"vector_field failed on the state y0: {err}") from err
     ta, tb = jax.tree_util.tree_structure(out), jax.tree_util.tree_structure(y0)
     if ta != tb:
-        raise ValueError(f"vector_field must return a pytree shaped like y0 (the state), got "
-                         f"structure {ta} for a state of structure {tb}")
+        raise ValueError("vector_field must return a pytree shaped like y0 (the "
+                         f"state), got structure {ta} for a state of structure {tb}")
     for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(y0)):
         if tuple(a.shape) != tuple(jnp.shape(b)):
-            raise ValueError(f"vector_field must return leaves of the shapes of y0, got "
-                             f"shape {tuple(a.shape)} for a leaf of shape {tuple(jnp.shape(b))}")
+            raise ValueError("vector_field must return leaves of the shapes of y0, "
+                             f"got shape {tuple(a.shape)} for a leaf of shape "
+                             f"{tuple(jnp.shape(b))}")
 
 
 def _check_loss(loss_fn: Callable, params: PyTree) -> None:
-    """``loss_fn(params)`` must be a real scalar (checked on shapes, by ``jax.eval_shape``)."""
+    """``loss_fn(params)`` must be a real scalar (checked on shapes, by
+    ``jax.eval_shape``)."""
     out = jax.eval_shape(loss_fn, params)
     if not hasattr(out, "shape") or out.shape != ():
         shape = getattr(out, "shape", type(out).__name__)
@@ -110,8 +117,8 @@ def _check_diverged(state: PyTree, what: str, hint: str) -> None:
     """Raise ``ValueError`` if a concrete final state holds NaN or infinity."""
     for leaf in jax.tree_util.tree_leaves(state):
         if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
-            raise ValueError(f"{what} diverged: the final state holds NaN or infinite values. "
-                             f"{hint}")
+            raise ValueError(f"{what} diverged: the final state holds NaN or infinite "
+                             f"values. {hint}")
 
 
 def _stack_first(first: PyTree, rest: PyTree) -> PyTree:
@@ -126,12 +133,14 @@ def _state_dtype(y: PyTree) -> Any:
 # --------------------------------------------------------------------------- rk4
 
 def _rk4_step(vector_field: Callable, y: PyTree, h: jax.Array) -> PyTree:
-    axpy = lambda a, x, y_: jax.tree_util.tree_map(lambda u, v: (u + a * v).astype(u.dtype), y_, x)
+    axpy = lambda a, x, y_: jax.tree_util.tree_map(
+        lambda u, v: (u + a * v).astype(u.dtype), y_, x)
     k1 = vector_field(y)
     k2 = vector_field(axpy(h / 2, k1, y))
     k3 = vector_field(axpy(h / 2, k2, y))
     k4 = vector_field(axpy(h, k3, y))
-    incr = jax.tree_util.tree_map(lambda a, b, c, d: a + 2 * b + 2 * c + d, k1, k2, k3, k4)
+    incr = jax.tree_util.tree_map(lambda a, b, c, d: a + 2 * b + 2 * c + d,
+                                  k1, k2, k3, k4)
     return axpy(h / 6, incr, y)
 
 
@@ -154,21 +163,23 @@ def _rk4_scan(vector_field: Callable, observe: Callable, y0: PyTree, t: jax.Arra
 def rk4(vector_field: Callable[[PyTree], PyTree], y0: PyTree, *, t: float, steps: int,
         save_every: int = 1, observe: Callable[[PyTree], PyTree] | None = None
         ) -> tuple[PyTree, jax.Array, PyTree]:
-    """Integrate ``dy/dt = vector_field(y)`` from ``y(0) = y0`` to time ``t`` with classical
-    RK4 and the fixed step ``h = t / steps`` (global error O(h^4)).
+    """Integrate ``dy/dt = vector_field(y)`` from ``y(0) = y0`` to time ``t`` with
+    classical RK4 and the fixed step ``h = t / steps`` (global error O(h^4)).
 
     Args:
         vector_field: ``F(y)`` returning a pytree shaped like ``y`` (autonomous).
         y0: initial state, any pytree of floating arrays.
         t: final time, finite and >= 0.
         steps: number of RK4 steps (static: a new value recompiles).
-        save_every: observe every ``save_every`` steps; ``steps`` must be a multiple of it.
-        observe: ``observe(y)`` -> pytree recorded at the saved times; default the state.
+        save_every: observe every ``save_every`` steps; ``steps`` must be a multiple of
+            it.
+        observe: ``observe(y)`` -> pytree recorded at the saved times; default the
+            state.
 
     Returns:
         ``(y_T, ts, observations)``: the state at ``t``; the saved times
-        ``ts = [0, save_every h, ..., t]`` (``steps // save_every + 1`` of them); and the
-        observations stacked along a new leading axis of that length.
+        ``ts = [0, save_every h, ..., t]`` (``steps // save_every + 1`` of them); and
+        the observations stacked along a new leading axis of that length.
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -188,9 +199,11 @@ def rk4(vector_field: Callable[[PyTree], PyTree], y0: PyTree, *, t: float, steps
     t_arr = jnp.asarray(t, dtype=dtype)
     yT, obs = _rk4_scan(_static(vector_field), _static(observe), y0, t_arr,
                         steps=steps, save_every=save_every)
-    ts = t_arr * (jnp.arange(steps // save_every + 1, dtype=dtype) * (save_every / steps))
-    _check_diverged(yT, "rk4", "RK4 is stable for h lambda_max below about 2.8 (lambda_max "
-                    "the largest eigenvalue of the Jacobian of vector_field): increase steps")
+    ts = t_arr * (jnp.arange(steps // save_every + 1, dtype=dtype)
+                  * (save_every / steps))
+    _check_diverged(yT, "rk4", "RK4 is stable for h lambda_max below about 2.8 "
+                    "(lambda_max the largest eigenvalue of the Jacobian of "
+                    "vector_field): increase steps")
     return yT, ts, obs
 
 
@@ -200,14 +213,15 @@ def gradient_flow(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, t: 
                   steps: int, save_every: int = 1,
                   observe: Callable[[PyTree], PyTree] | None = None
                   ) -> tuple[PyTree, jax.Array, PyTree]:
-    """Gradient flow ``d theta/dt = -grad loss_fn(theta)`` from ``params`` to time ``t``,
-    integrated by :func:`rk4` with ``steps`` steps of size ``h = t / steps``.
+    """Gradient flow ``d theta/dt = -grad loss_fn(theta)`` from ``params`` to time
+    ``t``, integrated by :func:`rk4` with ``steps`` steps of size ``h = t / steps``.
 
     Args:
         loss_fn: ``loss_fn(params)`` -> scalar loss, e.g. :func:`square_loss_fn`.
         params: initial parameters ``theta(0)`` (a pytree of floating arrays).
         t, steps, save_every: as in :func:`rk4`.
-        observe: ``observe(params)`` -> pytree recorded at the saved times; default the loss.
+        observe: ``observe(params)`` -> pytree recorded at the saved times; default the
+            loss.
 
     Returns:
         ``(params_T, ts, observations)`` as in :func:`rk4`.
@@ -234,9 +248,10 @@ def gradient_flow(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, t: 
 
 
 def _check_loss_rise(losses: jax.Array, dt: Any, h: Any) -> None:
-    """Raise if the loss ever rises above its initial value: the exact gradient flow never
-    increases it (``dl/dt = -||grad l||^2``), so a rise by more than ``1e-3 l(0)`` (plus one
-    rounding unit) means that the RK4 steps are unstable, even when the result is finite."""
+    """Raise if the loss ever rises above its initial value: the exact gradient flow
+    never increases it (``dl/dt = -||grad l||^2``), so a rise by more than ``1e-3 l(0)``
+    (plus one rounding unit) means that the RK4 steps are unstable, even when the result
+    is finite."""
     losses = jnp.asarray(losses)
     l0 = losses[0]
     tol = 1e-3 * jnp.abs(l0) + jnp.finfo(losses.dtype).eps
@@ -244,15 +259,16 @@ def _check_loss_rise(losses: jax.Array, dt: Any, h: Any) -> None:
         worst = int(np.argmax(np.asarray(losses)))
         if float(losses[worst]) > float(l0 + tol):
             raise ValueError(
-                f"gradient_flow is unstable: the loss rose from {float(l0):.3g} at t = 0 to "
-                f"{float(losses[worst]):.3g} at t = {float(worst * dt):.3g} (gradient flow "
-                f"never increases the loss). The RK4 step h = t / steps = {float(h):.3g} is "
-                f"too large: RK4 is stable for h lambda_max below about 2.8 (lambda_max the "
-                f"largest eigenvalue of the Hessian of loss_fn); increase steps")
+                f"gradient_flow is unstable: the loss rose from {float(l0):.3g} at t = "
+                f"0 to {float(losses[worst]):.3g} at t = {float(worst * dt):.3g} "
+                "(gradient flow never increases the loss). The RK4 step h = t / steps "
+                f"= {float(h):.3g} is too large: RK4 is stable for h lambda_max below "
+                "about 2.8 (lambda_max the largest eigenvalue of the Hessian of "
+                "loss_fn); increase steps")
     else:
-        value_check(jnp.all(losses <= l0 + tol), "gradient_flow is unstable: the loss rose "
-                    "above its initial value (gradient flow never increases the loss); "
-                    "increase steps")
+        value_check(jnp.all(losses <= l0 + tol), "gradient_flow is unstable: the loss "
+                    "rose above its initial value (gradient flow never increases the "
+                    "loss); increase steps")
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "observe", "steps", "save_every"))
@@ -282,16 +298,18 @@ def _check_lr(lr: Any, params: PyTree) -> PyTree:
         return jax.tree_util.tree_unflatten(
             treedef, [jnp.asarray(lr, dtype=dtype)] * treedef.num_leaves)
     if jax.tree_util.tree_structure(lr) != treedef:
-        raise ValueError(f"lr must be a positive scalar or a pytree with the structure of "
-                         f"params ({treedef}), got {jax.tree_util.tree_structure(lr)}")
-    leaves = [check_scalar(s, "lr", positive=True) for s in jax.tree_util.tree_leaves(lr)]
+        raise ValueError("lr must be a positive scalar or a pytree with the structure "
+                         f"of params ({treedef}), got "
+                         f"{jax.tree_util.tree_structure(lr)}")
+    leaves = [check_scalar(s, "lr", positive=True)
+              for s in jax.tree_util.tree_leaves(lr)]
     return jax.tree_util.tree_unflatten(
         treedef, [jnp.asarray(s, dtype=jnp.result_type(p))
                   for s, p in zip(leaves, jax.tree_util.tree_leaves(params))])
 
 
-def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, lr: float,
-                     steps: int, save_every: int = 1,
+def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *,
+                     lr: float, steps: int, save_every: int = 1,
                      observe: Callable[[PyTree], PyTree] | None = None
                      ) -> tuple[PyTree, jax.Array, PyTree]:
     """Full-batch gradient descent ``theta_{k+1} = theta_k - lr grad loss_fn(theta_k)``.
@@ -302,16 +320,18 @@ def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, 
     Args:
         loss_fn: ``loss_fn(params)`` -> scalar loss.
         params: initial parameters ``theta_0``.
-        lr: step size ``eta > 0``; or a pytree with the structure of ``params`` holding one
-            positive scalar step size per leaf (per-layer learning rates, e.g.
+        lr: step size ``eta > 0``; or a pytree with the structure of ``params`` holding
+            one positive scalar step size per leaf (per-layer learning rates, e.g.
             :func:`ntk_companion.parameterizations.scaled_lr` for the maximal-update
             parameterization).
         steps: number of steps (static); ``save_every`` must divide it.
-        observe: ``observe(params)`` -> pytree recorded at the saved steps; default the loss.
+        observe: ``observe(params)`` -> pytree recorded at the saved steps; default the
+            loss.
 
     Returns:
         ``(params_T, ks, observations)``: final parameters, the saved step indices
-        ``ks = [0, save_every, ..., steps]`` (times ``ks * lr``), and the stacked observations.
+        ``ks = [0, save_every, ..., steps]`` (times ``ks * lr``), and the stacked
+        observations.
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -332,18 +352,20 @@ def gradient_descent(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, 
                        steps=steps, save_every=save_every)
     ks = jnp.arange(0, steps + 1, save_every)
     lr_text = f"lr={lr:g}" if isinstance(lr, float) else "lr"
-    _check_diverged(pT, "gradient_descent", f"{lr_text} is probably above the stability "
-                    f"limit 2 / lambda_max of the Hessian (for the square loss of a "
-                    f"linearized model, 2 / lambda_max(H) of the NTK Gram matrix)")
+    _check_diverged(pT, "gradient_descent", f"{lr_text} is probably above the "
+                    "stability limit 2 / lambda_max of the Hessian (for the square "
+                    "loss of a linearized model, 2 / lambda_max(H) of the NTK Gram "
+                    "matrix)")
     return pT, ks, obs
 
 
 def square_loss_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], x: jax.Array,
                    y: jax.Array) -> Callable[[PyTree], jax.Array]:
-    """Return ``loss_fn(params) = 1/2 sum_i (apply_fn(params, x)_i - y_i)^2`` for fixed data,
-    ready for :func:`gradient_flow` / :func:`gradient_descent`.
+    """Return ``loss_fn(params) = 1/2 sum_i (apply_fn(params, x)_i - y_i)^2`` for fixed
+    data, ready for :func:`gradient_flow` / :func:`gradient_descent`.
 
-    ``x`` and ``y`` are validated once, here (feature dimension checked at the first call).
+    ``x`` and ``y`` are validated once, here (feature dimension checked at the first
+    call).
 
     >>> import jax.numpy as jnp
     >>> import ntk_companion as ntk
@@ -364,15 +386,16 @@ def square_loss_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], x: jax.Ar
 
 
 def max_learning_rate(H: Any, *, n_entries: int = 1) -> float:
-    r"""The largest stable step of gradient descent on the square loss of a linearized model
-    with NTK Gram matrix ``H``: ``2 / lambda_max(H)`` for the sum loss (the residual obeys
-    ``r <- (I - lr H) r``, which diverges along the top eigenvector once
+    r"""The largest stable step of gradient descent on the square loss of a linearized
+    model with NTK Gram matrix ``H``: ``2 / lambda_max(H)`` for the sum loss (the
+    residual obeys ``r <- (I - lr H) r``, which diverges along the top eigenvector once
     ``lr lambda_max > 2``). For a mean loss over ``N`` entries (``N = n k`` for ``k``
     outputs) pass ``n_entries=N``: the bound is then ``2 N / lambda_max``.
 
     Args:
         H: ``(n, n)`` symmetric positive semi-definite kernel (not all zero).
-        n_entries: ``N >= 1``, the number of entries the loss averages over (1: sum loss).
+        n_entries: ``N >= 1``, the number of entries the loss averages over
+            (1: sum loss).
 
     Returns:
         ``2 n_entries / lambda_max(H)`` as a Python float.
@@ -388,6 +411,6 @@ def max_learning_rate(H: Any, *, n_entries: int = 1) -> float:
     n_entries = check_int(n_entries, "n_entries", minimum=1)
     lam_max = float(np.max(np.linalg.eigvalsh(np.asarray(H, dtype=np.float64))))
     if not lam_max > 0:
-        raise ValueError(f"H must have a positive eigenvalue (a nonzero kernel), got largest "
-                         f"eigenvalue {lam_max:.3g}")
+        raise ValueError("H must have a positive eigenvalue (a nonzero kernel), got "
+                         f"largest eigenvalue {lam_max:.3g}")
     return 2.0 * n_entries / lam_max
