@@ -1,11 +1,13 @@
-"""Shared fixtures-as-functions for the package tests (imported as ``from helpers import ...``)."""
+"""Shared fixtures-as-functions for the package tests (imported as
+``from helpers import ...``)."""
 import jax.numpy as jnp
 import numpy as np
 
 
 def normal_params(model, d_in, seed):
-    """Standard normal parameters in the layout of ``model.init`` (the NTK initialization),
-    drawn with numpy so that setting up the module compiles nothing."""
+    """Standard normal parameters in the layout of ``model.init``
+    (the NTK initialization), drawn with numpy so that setting up the module compiles
+    nothing."""
     rng = np.random.default_rng(seed)
     widths = (d_in, *model.hidden, model.out_dim)
     layers = []

@@ -2,8 +2,8 @@
 
 Usage: python tests/strip_metadata.py book/NN_name.ipynb [...]
 
-Drops per-cell execution timestamps and widget state and numbers the cell ids; keeps outputs, which are the
-reference that nbval compares.
+Drops per-cell execution timestamps and widget state and numbers the cell ids; keeps
+outputs, which are the reference that nbval compares.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def strip(path: str) -> None:
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("widgets", None)
     for i, cell in enumerate(nb.cells):
-        cell.id = f"cell-{i:03d}"  # stable ids keep diffs of re-executed notebooks small
+        # stable ids keep diffs of re-executed notebooks small
+        cell.id = f"cell-{i:03d}"
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
     nbformat.write(nb, path)

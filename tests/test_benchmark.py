@@ -1,4 +1,5 @@
-"""The benchmark script runs and prints its table (a smoke test: no timing is asserted)."""
+"""The benchmark script runs and prints its table (a smoke test: no timing is
+asserted)."""
 import os
 import subprocess
 import sys
@@ -10,9 +11,9 @@ LAYERS = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_layers.py"
 
 def test_benchmark_prints_a_table_row_per_case():
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, str(SCRIPT), "--cases", "empirical:32", "baseline:8",
-                          "analytic:32", "--runs", "5"], env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, str(SCRIPT), "--cases", "empirical:32",
+                          "baseline:8", "analytic:32", "--runs", "5"], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| kernel | method | n | time (median) |")

@@ -1,7 +1,7 @@
 """Checks of the book's sources that need no execution.
 
-- every chapter ``book/NN_name.md`` has an executed ``.ipynb`` twin holding the same cells
-  (type, source and tags), and every twin stores outputs for nbval to compare;
+- every chapter ``book/NN_name.md`` has an executed ``.ipynb`` twin holding the same
+  cells (type, source and tags), and every twin stores outputs for nbval to compare;
 - every chapter is listed in ``_toc.yml`` and every TOC entry exists;
 - ``environment.yml`` and ``pyproject.toml`` name the same dependencies.
 
@@ -38,14 +38,16 @@ def test_there_are_chapters():
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
 def test_pair_in_sync(md: pathlib.Path):
     ipynb = md.with_suffix(".ipynb")
-    assert ipynb.exists(), f"{md.name} has no executed twin {ipynb.name}: run `make notebook NB=book/{md.name}`"
+    assert ipynb.exists(), (f"{md.name} has no executed twin {ipynb.name}: run `make "
+                            f"notebook NB=book/{md.name}`")
     text = jupytext.read(md)
     executed = nbformat.read(ipynb, as_version=4)
     a, b = _cells(text), _cells(executed)
     for i, (ca, cb) in enumerate(zip(a, b)):
         assert ca == cb, (
             f"cell {i} differs between {md.name} and {ipynb.name}: "
-            f"re-run `make notebook NB=book/{md.name}`\n--- md:\n{ca[1][:300]}\n--- ipynb:\n{cb[1][:300]}"
+            f"re-run `make notebook NB=book/{md.name}`\n--- md:\n{ca[1][:300]}\n--- "
+            f"ipynb:\n{cb[1][:300]}"
         )
     assert len(a) == len(b), f"{md.name} has {len(a)} cells, {ipynb.name} has {len(b)}"
 
@@ -59,7 +61,8 @@ def test_notebook_is_executed(md: pathlib.Path):
     missing = [i for i, c in enumerate(code) if c.execution_count is None]
     assert not missing, f"{md.name}: code cells {missing} were never executed"
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
-    assert not errors, f"{md.name}: stored outputs contain an error: {errors[0].get('ename')}"
+    assert not errors, (f"{md.name}: stored outputs contain an error: "
+                        f"{errors[0].get('ename')}")
 
 
 def test_toc_lists_every_chapter_and_nothing_missing():
@@ -67,7 +70,8 @@ def test_toc_lists_every_chapter_and_nothing_missing():
     files = toc_files(toc)
     for f in files:
         candidates = [ROOT / f"{f}{ext}" for ext in (".md", ".ipynb")]
-        assert any(p.exists() for p in candidates), f"_toc.yml lists {f}, which does not exist"
+        assert any(p.exists() for p in candidates), (f"_toc.yml lists {f}, which does "
+                                                     "not exist")
     for md in CHAPTERS:
         assert f"book/{md.stem}" in files, f"{md.name} is not in _toc.yml"
 

@@ -49,7 +49,8 @@ def test_gaussian_inputs():
     xn = ntk.gaussian_inputs(KEY, 20, 4, normalize=True)
     np.testing.assert_allclose(jnp.linalg.norm(xn, axis=1), 2.0, rtol=1e-14)
     np.testing.assert_allclose(xn / jnp.linalg.norm(xn, axis=1, keepdims=True),
-                               x / jnp.linalg.norm(x, axis=1, keepdims=True), rtol=1e-14)
+                               x / jnp.linalg.norm(x, axis=1, keepdims=True),
+                               rtol=1e-14)
 
 
 def test_bad_input():

@@ -24,7 +24,8 @@ def test_eigen_helpers():
     evals, evecs = ntk.eigh_descending(H)
     np.testing.assert_allclose(evals, ref[::-1], rtol=1e-12)
     assert np.all(np.diff(np.asarray(evals)) <= 0)
-    np.testing.assert_allclose(evecs @ jnp.diag(evals) @ evecs.T, H, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(evecs @ jnp.diag(evals) @ evecs.T, H, rtol=1e-12,
+                               atol=1e-12)
     np.testing.assert_allclose(evecs.T @ evecs, np.eye(5), atol=1e-12)
     idx = np.argmax(np.abs(np.asarray(evecs)), axis=0)
     assert np.all(np.asarray(evecs)[idx, np.arange(5)] > 0)   # sign convention
@@ -43,7 +44,8 @@ def test_relative_change_and_weight_movement():
     p0 = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([4.0])}
     p = {"a": jnp.array([3.0, 1.0]), "b": jnp.array([4.0])}
     np.testing.assert_allclose(ntk.weight_movement(p, p0), 1.0 / 5.0, rtol=1e-14)
-    np.testing.assert_allclose(ntk.weight_movement(p, p0, relative=False), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(ntk.weight_movement(p, p0, relative=False), 1.0,
+                               rtol=1e-14)
 
 
 def test_fit_power_law():
@@ -74,7 +76,8 @@ def test_bad_input():
         ntk.relative_change(jnp.ones(3), jnp.zeros(3))
     with pytest.raises(ValueError, match="A contains NaN"):
         ntk.relative_change(jnp.array([jnp.inf]), jnp.ones(1))
-    with pytest.raises(ValueError, match="params and params0 must have the same pytree"):
+    with pytest.raises(ValueError, match="params and params0 must have the same "
+                                         "pytree"):
         ntk.weight_movement({"a": jnp.ones(2)}, {"b": jnp.ones(2)})
     with pytest.raises(ValueError, match="params0 is zero"):
         ntk.weight_movement({"a": jnp.ones(2)}, {"a": jnp.zeros(2)})

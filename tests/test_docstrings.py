@@ -17,8 +17,8 @@ MODULES = sorted(info.name for info in pkgutil.iter_modules(ntk_companion.__path
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     module = importlib.import_module(f"ntk_companion.{name}")
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
-                             verbose=False)
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(module, optionflags=flags, verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
 
 
@@ -35,9 +35,9 @@ NO_EXAMPLE = {
 }
 
 # Public functions of the modules exported as modules. ``sharding.__all__`` is empty on
-# purpose (nothing for the top-level namespace), so its public functions are listed here;
-# ``shard_rows``, ``gather`` and ``by_rows`` are the machinery of ``empirical`` and
-# ``analytic``, not part of the API.
+# purpose (nothing for the top-level namespace), so its public functions are listed
+# here; ``shard_rows``, ``gather`` and ``by_rows`` are the machinery of ``empirical``
+# and ``analytic``, not part of the API.
 MODULE_PUBLIC = {
     "plotting": ("use_style", "loglog_with_fit"),
     "sharding": ("devices", "use_devices", "row_mesh", "global_inputs"),
@@ -62,8 +62,8 @@ def test_every_public_name_has_an_example():
             not_callable.append(name)
         elif ">>>" not in (obj.__doc__ or ""):
             missing.append(name)
-    assert not not_callable, (f"not a function or class, exempt it in NO_EXAMPLE with a "
-                              f"reason: {not_callable}")
+    assert not not_callable, ("not a function or class, exempt it in NO_EXAMPLE with "
+                              f"a reason: {not_callable}")
     assert not missing, f"docstring without a >>> example: {missing}"
 
 

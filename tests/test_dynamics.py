@@ -1,7 +1,8 @@
-"""Closed-form gradient-flow dynamics: residual_flow, predict, loss_bound, train_loss_curve.
+"""Closed-form gradient-flow dynamics: residual_flow, predict, loss_bound,
+train_loss_curve.
 
-References: scipy's matrix exponential and ODE integration (solve_ivp) of the same flows,
-kernel regression, and the minimum-norm (pseudo-inverse) solution.
+References: scipy's matrix exponential and ODE integration (solve_ivp) of the same
+flows, kernel regression, and the minimum-norm (pseudo-inverse) solution.
 """
 import jax
 import numpy as np
@@ -22,14 +23,15 @@ def _features(seed, n, p):
 
 @pytest.fixture
 def problem():
-    """A linear model f(x) = phi(x) . theta with P > n (PD kernel), train and test sets."""
+    """A linear model f(x) = phi(x) . theta with P > n (PD kernel), train and test
+    sets."""
     rng = np.random.default_rng(0)
     phi = _features(1, 6, 10)          # train features
     phi_s = _features(2, 4, 10)        # test features
     theta0 = rng.normal(size=10)
     y = rng.normal(size=6)
-    return dict(phi=phi, phi_s=phi_s, K=phi @ phi.T, Ks=phi_s @ phi.T, theta0=theta0, y=y,
-                f0=phi @ theta0, f0s=phi_s @ theta0)
+    return dict(phi=phi, phi_s=phi_s, K=phi @ phi.T, Ks=phi_s @ phi.T, theta0=theta0,
+                y=y, f0=phi @ theta0, f0s=phi_s @ theta0)
 
 
 def _ode(rhs, y0, ts):
@@ -44,7 +46,8 @@ def test_residual_flow_matches_expm(problem):
     H, r0 = problem["K"], problem["f0"] - problem["y"]
     for t in (0.0, 0.3, 1.7, 25.0):
         want = scipy.linalg.expm(-H * t) @ r0
-        np.testing.assert_allclose(residual_flow(H, r0, t), want, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(residual_flow(H, r0, t), want, rtol=1e-10,
+                                   atol=1e-13)
 
 
 def test_residual_flow_matches_ode_integration(problem):
@@ -52,7 +55,8 @@ def test_residual_flow_matches_ode_integration(problem):
     ts = np.linspace(0.0, 5.0, 11)
     got = residual_flow(H, r0, ts)
     assert got.shape == (11, 6)
-    np.testing.assert_allclose(got, _ode(lambda r: -H @ r, r0, ts), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(got, _ode(lambda r: -H @ r, r0, ts), rtol=1e-9,
+                               atol=1e-11)
 
 
 def test_residual_flow_vector_residual_and_limits(problem):
@@ -82,10 +86,12 @@ def test_predict_at_infinity_is_kernel_regression(problem):
     K, Ks, y = problem["K"], problem["Ks"], problem["y"]
     pred = predict(K, y, INF, K_test_train=Ks)
     assert isinstance(pred, Prediction)
-    np.testing.assert_allclose(pred.test, kernel_regression(K, y, Ks), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(pred.test, kernel_regression(K, y, Ks), rtol=1e-9,
+                               atol=1e-11)
     np.testing.assert_allclose(pred.train, y, rtol=1e-10, atol=1e-12)   # interpolation
     # with a nonzero initial function: f0* + K_* K^{-1} (y - f0)
-    pred = predict(K, y, INF, K_test_train=Ks, f0_train=problem["f0"], f0_test=problem["f0s"])
+    pred = predict(K, y, INF, K_test_train=Ks, f0_train=problem["f0"],
+                   f0_test=problem["f0s"])
     want = problem["f0s"] + kernel_regression(K, y - problem["f0"], Ks)
     np.testing.assert_allclose(pred.test, want, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(pred.train, y, rtol=1e-10, atol=1e-12)
@@ -109,21 +115,25 @@ def test_predict_on_train_set_equals_residual_flow(problem):
 
 
 def test_predict_matches_gradient_flow_of_linear_model(problem):
-    """Integrate d theta/dt = -Phi^T (Phi theta - y) numerically; compare f(t) = Phi theta(t)."""
-    phi, phi_s, y, theta0 = problem["phi"], problem["phi_s"], problem["y"], problem["theta0"]
+    """Integrate d theta/dt = -Phi^T (Phi theta - y) numerically; compare f(t) = Phi
+    theta(t)."""
+    phi, phi_s = problem["phi"], problem["phi_s"]
+    y, theta0 = problem["y"], problem["theta0"]
     ts = np.linspace(0.0, 8.0, 9)
     thetas = _ode(lambda th: -phi.T @ (phi @ th - y), theta0, ts)
-    pred = predict(problem["K"], y, ts, K_test_train=problem["Ks"], f0_train=phi @ theta0,
-                   f0_test=phi_s @ theta0)
+    pred = predict(problem["K"], y, ts, K_test_train=problem["Ks"],
+                   f0_train=phi @ theta0, f0_test=phi_s @ theta0)
     np.testing.assert_allclose(pred.train, thetas @ phi.T, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(pred.test, thetas @ phi_s.T, rtol=1e-9, atol=1e-10)
 
 
 def test_mean_loss_time_scale(problem):
-    """Gradient flow on the mean loss ||r||^2/(2n) for time n t equals predict at time t."""
+    """Gradient flow on the mean loss ||r||^2/(2n) for time n t equals predict at time
+    t."""
     phi, y, theta0 = problem["phi"], problem["y"], problem["theta0"]
     n, t = phi.shape[0], 0.7
-    thetas = _ode(lambda th: -phi.T @ (phi @ th - y) / n, theta0, np.array([0.0, n * t]))
+    thetas = _ode(lambda th: -phi.T @ (phi @ th - y) / n, theta0,
+                  np.array([0.0, n * t]))
     pred = predict(problem["K"], y, t, f0_train=phi @ theta0)
     np.testing.assert_allclose(pred.train, phi @ thetas[-1], rtol=1e-9, atol=1e-10)
 
@@ -135,13 +145,15 @@ def test_predict_vector_targets_match_columns(problem):
     assert pred.train.shape == (2, 6, 2) and pred.test.shape == (2, 4, 2)
     for j in range(2):
         col = predict(K, Y[:, j], [0.5, INF], K_test_train=Ks)
-        np.testing.assert_allclose(pred.train[..., j], col.train, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(pred.train[..., j], col.train, rtol=1e-12,
+                                   atol=1e-13)
         np.testing.assert_allclose(pred.test[..., j], col.test, rtol=1e-12, atol=1e-13)
 
 
 def test_predict_singular_kernel_duplicated_inputs():
-    """Duplicated inputs with conflicting targets: K is singular. Everything stays finite,
-    and at t = inf the predictions are the minimum-norm (pseudo-inverse) solution."""
+    """Duplicated inputs with conflicting targets: K is singular. Everything stays
+    finite, and at t = inf the predictions are the minimum-norm (pseudo-inverse)
+    solution."""
     phi = _features(5, 6, 10)
     phi[4] = phi[1]                      # duplicated training input
     phi_s = _features(6, 3, 10)
@@ -207,7 +219,8 @@ def test_train_loss_curve_and_bound(problem):
 
 
 def test_loss_bound_values():
-    np.testing.assert_allclose(loss_bound(2.0, 0.5, [0.0, 1.0, INF]), [2.0, 2 * np.exp(-1), 0])
+    np.testing.assert_allclose(loss_bound(2.0, 0.5, [0.0, 1.0, INF]),
+                               [2.0, 2 * np.exp(-1), 0])
     assert float(loss_bound(3.0, 0.0, INF)) == 3.0      # no decay guaranteed at all
     assert float(loss_bound(1.0, -0.1, 1.0)) > 1.0       # weaker bound, still defined
 
@@ -272,8 +285,8 @@ def test_bad_targets_and_shapes(problem):
 # --------------------------------------------------------------------------- diag_reg
 def test_predict_diag_reg_absolute_and_relative():
     """``diag_reg=s`` is the flow of ``K + s I`` (train and test, finite t and inf); the
-    relative form is ``s = diag_reg tr(K) / n``; at t = inf from f0 = 0 the test outputs are
-    kernel ridge regression with ridge s."""
+    relative form is ``s = diag_reg tr(K) / n``; at t = inf from f0 = 0 the test outputs
+    are kernel ridge regression with ridge s."""
     phi, phi_s = _features(11, 6, 4), _features(12, 3, 4)
     K, Ks = phi @ phi.T, phi_s @ phi.T                 # rank 4 < 6: singular
     y = np.random.default_rng(13).normal(size=(6, 2))
@@ -287,7 +300,8 @@ def test_predict_diag_reg_absolute_and_relative():
                   diag_reg_relative=True)
     np.testing.assert_allclose(rel.test, ref.test, rtol=1e-12, atol=1e-14)
     inf = predict(K, y, INF, K_test_train=Ks, diag_reg=s)
-    np.testing.assert_allclose(inf.test, kernel_regression(K, y, Ks, ridge=s), rtol=1e-10)
+    np.testing.assert_allclose(inf.test, kernel_regression(K, y, Ks, ridge=s),
+                               rtol=1e-10)
     # The relative regularizer does not change when the kernel is rescaled (time t / c).
     scaled = predict(10 * K, y, t / 10, K_test_train=10 * Ks, f0_train=0.1,
                      diag_reg=0.1, diag_reg_relative=True)

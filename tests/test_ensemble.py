@@ -1,8 +1,9 @@
-"""predict_ensemble: the Gaussian over initializations of infinitely wide trained networks.
+"""predict_ensemble: the Gaussian over initializations of infinitely wide trained
+networks.
 
-Exact identities (t = 0 is the prior; t = inf with get="nngp" is the GP posterior; the mean is
-predict's test output), and a Monte Carlo ensemble of wide networks trained by gradient
-descent."""
+Exact identities (t = 0 is the prior; t = inf with get="nngp" is the GP posterior; the
+mean is predict's test output), and a Monte Carlo ensemble of wide networks trained by
+gradient descent."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,9 +77,9 @@ def test_bad_arguments():
 
 
 def test_monte_carlo_ensemble_of_trained_wide_networks():
-    """300 networks of width 512 trained by gradient descent (lr 0.02, time 1): the sample
-    mean and covariance of the test outputs match within 4 standard errors; the prior
-    (t = 0) and the NNGP-only prediction are rejected by the same test."""
+    """300 networks of width 512 trained by gradient descent (lr 0.02, time 1): the
+    sample mean and covariance of the test outputs match within 4 standard errors; the
+    prior (t = 0) and the NNGP-only prediction are rejected by the same test."""
     width, count, t, lr = 512, 300, 1.0, 0.02
     model = ntk.MLP(hidden=(width,), activation="erf", W_std=1.5, b_std=0.3)
     keys = jax.random.split(jax.random.PRNGKey(1), count)
@@ -117,7 +118,8 @@ def test_monte_carlo_kernels_tend_to_the_analytic_ones():
     mc = ntk.monte_carlo_kernels(init, model.apply, key, X, XS, n_samples=64)
     exact = ntk.analytic_kernels(X, XS, **KW)
     few = ntk.monte_carlo_kernels(init, model.apply, key, X, XS, n_samples=4)
-    tiled = ntk.monte_carlo_kernels(init, model.apply, key, X, XS, n_samples=4, block_size=2)
+    tiled = ntk.monte_carlo_kernels(init, model.apply, key, X, XS, n_samples=4,
+                                    block_size=2)
     np.testing.assert_allclose(tiled.ntk, few.ntk, rtol=1e-10)
     scale = float(np.max(np.abs(exact.nngp)))
     # NNGP: products of Gaussians, standard error ~ sqrt(2/64) of the scale
@@ -136,9 +138,11 @@ def test_max_learning_rate_is_the_stability_limit():
     assert ntk.max_learning_rate(H, n_entries=6) == pytest.approx(6 * lr)
     loss = lambda w: 0.5 * jnp.sum((phi @ w - Y) ** 2)  # noqa: E731
     phi = np.linalg.cholesky(H + 1e-12 * np.eye(N_TRAIN))            # phi phi^T = H
-    below, _, _ = ntk.gradient_descent(loss, jnp.zeros(N_TRAIN), lr=0.98 * lr, steps=3000)
+    below, _, _ = ntk.gradient_descent(loss, jnp.zeros(N_TRAIN), lr=0.98 * lr,
+                                       steps=3000)
     assert float(loss(below)) < 1e-3 * float(loss(jnp.zeros(N_TRAIN)))
-    above, _, obs = ntk.gradient_descent(loss, jnp.zeros(N_TRAIN), lr=1.02 * lr, steps=300)
+    above, _, obs = ntk.gradient_descent(loss, jnp.zeros(N_TRAIN), lr=1.02 * lr,
+                                         steps=300)
     assert float(obs[-1]) > 10 * float(obs[0])
     with pytest.raises(ValueError, match="positive eigenvalue"):
         ntk.max_learning_rate(np.zeros((2, 2)))

@@ -1,5 +1,5 @@
-"""Tests of ntk_companion.ensemble (stacked initializations, parameterization map, kurtosis,
-the trained-ensemble Gaussian process)."""
+"""Tests of ntk_companion.ensemble (stacked initializations, parameterization map,
+kurtosis, the trained-ensemble Gaussian process)."""
 import dataclasses
 
 import jax
@@ -19,7 +19,8 @@ def test_init_ensemble_shapes_distribution_and_nesting():
     assert [l["W"].shape for l in ens] == [(3, 2, 8), (3, 8, 8), (3, 8, 1)]
     assert ens[0]["W"].dtype == jnp.float64
     # each member is a valid parameter list of the model, and members differ
-    outs = [net.apply(jax.tree_util.tree_map(lambda a, s=s: a[s], ens), X) for s in range(3)]
+    outs = [net.apply(jax.tree_util.tree_map(lambda a, s=s: a[s], ens), X)
+            for s in range(3)]
     assert not np.allclose(outs[0], outs[1])
     # standard normal entries (many draws)
     big = ntk.init_ensemble(ntk.MLP(hidden=(64,)), jax.random.split(KEYS[0], 200), 4)
@@ -106,7 +107,8 @@ def _gp(tr, te, tt, y, t=jnp.inf):
 
 def test_predict_ensemble_against_sampled_gaussian_process():
     """Mean and covariance of f_t for f_0 ~ GP(0, Sigma), by sampling f_0 directly: an
-    independent check of ntk.predict_ensemble (tests/test_ensemble.py trains networks)."""
+    independent check of ntk.predict_ensemble (tests/test_ensemble.py trains
+    networks)."""
     x_train = ntk.circle_points(jnp.array([-2.0, -0.5, 1.0, 2.2]))
     x_test = ntk.circle_points(jnp.array([-1.2, 0.3, 1.6]))
     y = jnp.array([0.5, -1.0, 0.8, 0.1])
@@ -123,7 +125,8 @@ def test_predict_ensemble_against_sampled_gaussian_process():
         ft = f0[:, 4:] + (y - f0[:, :4]) @ M.T
         se = np.sqrt(np.diag(cov) / ft.shape[0])
         assert np.all(np.abs(np.asarray(ft.mean(axis=0) - mean)) < 5 * se)
-        np.testing.assert_allclose(np.cov(np.asarray(ft).T), cov, atol=0.02 * float(cov.max()))
+        np.testing.assert_allclose(np.cov(np.asarray(ft).T), cov,
+                                   atol=0.02 * float(cov.max()))
 
 
 def test_predict_ensemble_limits():

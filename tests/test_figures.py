@@ -2,11 +2,11 @@
 
 Every PNG output of ``book/NN_name.ipynb`` must be
 
-- at 2x resolution: a "retina" PNG (``ntk_companion.plotting.use_style`` in a notebook) with
-  a display width in its output metadata and at least twice that many pixels;
+- at 2x resolution: a "retina" PNG (``ntk_companion.plotting.use_style`` in a notebook)
+  with a display width in its output metadata and at least twice that many pixels;
 - readable in the book: shown at its display width, or shrunk to the text column
-  (:data:`ntk_companion.plotting.COLUMN_WIDTH_PX`) when it is wider, the style's smallest
-  font (11 pt, 15.3 CSS px at 100 px per inch) stays at least 11 CSS px high.
+  (:data:`ntk_companion.plotting.COLUMN_WIDTH_PX`) when it is wider, the style's
+  smallest font (11 pt, 15.3 CSS px at 100 px per inch) stays at least 11 CSS px high.
 
 Alt text and captions are checked on the built pages (tests/browser).
 """
@@ -25,7 +25,8 @@ from ntk_companion import plotting
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 MIN_TEXT_CSS_PX = 11.0
-CSS_PX_PER_INCH = 100   # figure.dpi of the house style (test_style_fonts_and_resolution)
+# figure.dpi of the house style (test_style_fonts_and_resolution)
+CSS_PX_PER_INCH = 100
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -68,7 +69,8 @@ def test_style_fonts_and_resolution():
         rc = matplotlib.rcParams
         assert rc["figure.dpi"] == CSS_PX_PER_INCH and rc["savefig.dpi"] >= 200
         sizes = [rc[k] for k in ("font.size", "axes.titlesize", "axes.labelsize",
-                                 "xtick.labelsize", "ytick.labelsize", "legend.fontsize")]
+                                 "xtick.labelsize", "ytick.labelsize",
+                                 "legend.fontsize")]
         assert min(float(s) for s in sizes) >= 11, sizes
         assert rc["figure.figsize"][0] <= plotting.MAX_FIGURE_WIDTH_IN
     # the widest figure whose 11 pt text is 11 px at the column width
@@ -94,8 +96,9 @@ def test_stored_figures_are_2x_and_readable(path: pathlib.Path):
         text_px = 11 / 72 * CSS_PX_PER_INCH * shown / float(css_width)
         if text_px < MIN_TEXT_CSS_PX:
             problems.append(
-                f"cell {cell}: {css_width} CSS px wide, shrunk to the {plotting.COLUMN_WIDTH_PX} "
-                f"px column its 11 pt text is {text_px:.1f} px (at most "
-                f"{plotting.MAX_FIGURE_WIDTH_IN:.1f} in wide, or stack the panels)")
+                f"cell {cell}: {css_width} CSS px wide, shrunk to the "
+                f"{plotting.COLUMN_WIDTH_PX} px column its 11 pt text is {text_px:.1f} "
+                f"px (at most {plotting.MAX_FIGURE_WIDTH_IN:.1f} in wide, or stack the "
+                "panels)")
     assert found, f"{path.name} has no figure"
     assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)

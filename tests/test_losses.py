@@ -40,7 +40,8 @@ def test_vector_targets():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"y must have the shape of the model outputs \(5,\)"):
+    with pytest.raises(ValueError, match=r"y must have the shape of the model outputs "
+                                         r"\(5,\)"):
         ntk.square_loss(MODEL.apply, PARAMS, X, Y[:4])
     with pytest.raises(ValueError, match="y must have the shape"):
         ntk.residual(MODEL.apply, PARAMS, X, Y[:, None])

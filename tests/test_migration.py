@@ -1,5 +1,6 @@
-"""The migration page ``book/migration.md`` is executed: its ``python`` code blocks run in
-order in one namespace, and the assertions in them check the equivalences the page states."""
+"""The migration page ``book/migration.md`` is executed: its ``python`` code blocks run
+in order in one namespace, and the assertions in them check the equivalences the page
+states."""
 import pathlib
 import re
 

@@ -1,4 +1,5 @@
-"""Kernel ridge classification helpers: folds, ridge selection, accuracy, digits loader."""
+"""Kernel ridge classification helpers: folds, ridge selection, accuracy, digits
+loader."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,21 +33,22 @@ def test_kfold_splits_partition():
     assert np.array_equal(np.sort(val), np.arange(23))
     for tr, va in folds:
         assert np.intersect1d(tr, va).size == 0 and tr.size + va.size == 23
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, ntk.kfold_splits(23, 5,
-                                                                                  seed=3)))
+    assert all(np.array_equal(a[1], b[1])
+               for a, b in zip(folds, ntk.kfold_splits(23, 5, seed=3)))
 
 
 def test_classify_matches_regression_and_centring():
     x, labels = _blobs()
     K = np.asarray(ntk.gaussian_kernel(x, x, 1.0))
     tr, te = np.arange(30), np.arange(30, 40)
-    s = ntk.kernel_ridge_classify(K[np.ix_(tr, tr)], labels[tr], K[np.ix_(te, tr)], 1e-3)
+    s = ntk.kernel_ridge_classify(K[np.ix_(tr, tr)], labels[tr], K[np.ix_(te, tr)],
+                                  1e-3)
     Y = np.eye(3)[labels[tr]]
     ref = ntk.kernel_regression(K[np.ix_(tr, tr)], Y, K[np.ix_(te, tr)], 1e-3,
                                 ridge_relative=True)
     assert np.allclose(s, ref, rtol=1e-12, atol=1e-12)
-    centred = ntk.kernel_regression(K[np.ix_(tr, tr)], Y - 1 / 3, K[np.ix_(te, tr)], 1e-3,
-                                    ridge_relative=True)
+    centred = ntk.kernel_regression(K[np.ix_(tr, tr)], Y - 1 / 3, K[np.ix_(te, tr)],
+                                    1e-3, ridge_relative=True)
     assert np.array_equal(np.argmax(s, 1), np.argmax(np.asarray(centred), 1))
     assert ntk.accuracy(s, labels[te]) == 1.0
 
@@ -61,8 +63,8 @@ def test_select_ridge_matches_direct_solves():
     for c in range(2):
         for i, r in enumerate(ridges):
             accs = [ntk.accuracy(ntk.kernel_ridge_classify(
-                Ks[c][np.ix_(tr, tr)], labels[tr], Ks[c][np.ix_(va, tr)], r, n_classes=3),
-                labels[va]) for tr, va in folds]
+                Ks[c][np.ix_(tr, tr)], labels[tr], Ks[c][np.ix_(va, tr)], r,
+                n_classes=3), labels[va]) for tr, va in folds]
             assert sel.accuracy[c, i] == pytest.approx(np.mean(accs), abs=1e-12)
     best = sel.accuracy.max()
     assert sel.accuracy[sel.index, ridges.index(sel.ridge)] == best
@@ -86,7 +88,8 @@ def test_load_digits_images():
     assert np.allclose(flat.mean(1), 0, atol=1e-12)
     assert np.allclose((flat ** 2).mean(1), 1, atol=1e-12)
     x2, labels2 = ntk.load_digits_images(12, seed=4)
-    assert np.array_equal(np.asarray(x), np.asarray(x2)) and np.array_equal(labels, labels2)
+    assert (np.array_equal(np.asarray(x), np.asarray(x2))
+            and np.array_equal(labels, labels2))
     xa, la = ntk.load_digits_images()
     assert xa.shape == (1797, 8, 8, 1) and set(la.tolist()) == set(range(10))
 
@@ -108,7 +111,8 @@ def test_load_digits_images():
                               folds=ntk.kfold_splits(4, 2)), "one entry per row of K"),
     (lambda: ntk.select_ridge(np.ones((4, 3)), [0, 1, 0, 1], [1.0],
                               folds=ntk.kfold_splits(4, 2)), "K must be a square"),
-    (lambda: ntk.select_ridge(np.eye(4), [0, 1, 0, 1], [1.0], folds=[]), "at least one"),
+    (lambda: ntk.select_ridge(np.eye(4), [0, 1, 0, 1], [1.0], folds=[]),
+     "at least one"),
     (lambda: ntk.select_ridge(np.eye(4), [0, 1, 0, 1], [1.0],
                               folds=[([0, 1], [1, 2])]), "overlap"),
     (lambda: ntk.select_ridge(np.eye(4), [0, 1, 0, 1], [1.0],

@@ -17,7 +17,8 @@ def test_every_module_is_re_exported():
             continue
         module = importlib.import_module(f"ntk_companion.{info.name}")
         missing = set(getattr(module, "__all__", [])) - set(ntk.__all__)
-        assert not missing, f"ntk_companion.{info.name}: {missing} not in ntk_companion.__all__"
+        assert not missing, (f"ntk_companion.{info.name}: {missing} not in "
+                             "ntk_companion.__all__")
 
 
 def test_docstring_states_conventions():

@@ -1,6 +1,6 @@
-"""The plain-Jupyter chapters (``book/notebooks/``) that Colab, Binder and the download button
-open: the conversion of ``book/_ext/plain_notebooks.py``, what the committed copies contain,
-and one of them executed from top to bottom.
+"""The plain-Jupyter chapters (``book/notebooks/``) that Colab, Binder and the download
+button open: the conversion of ``book/_ext/plain_notebooks.py``, what the committed
+copies contain, and one of them executed from top to bottom.
 
 That the committed copies equal what the sources give is checked after the book build
 (``make plain-check``, part of ``make test``): the numbers come from the build.
@@ -38,14 +38,16 @@ def resolver(docname: str = "book/04_convergence") -> pn.Resolver:
     chapters = {"book/03_function_space": ("3", "The function-space view"),
                 "book/04_convergence": ("4", "Global convergence"),
                 "book/api": (None, "API reference")}
-    cites = {"jacot2018ntk": ("Jacot et al.", "2018"), "du2019gradient": ("Du et al.", "2019b"),
+    cites = {"jacot2018ntk": ("Jacot et al.", "2018"),
+             "du2019gradient": ("Du et al.", "2019b"),
              "chizat2019lazy": ("Chizat and Bach", "2019")}
     return pn.Resolver(numbers, titles, chapters, cites.__getitem__, docname)
 
 
 @pytest.mark.parametrize("source, expected", [
     ("by {eq}`eq-conv-gronwall`", "by (4.3)"),
-    ("{prf:ref}`thm-conv-gronwall` and {prf:ref}`lem-conv-x`", "Theorem 4.1 and Lemma 4.1"),
+    ("{prf:ref}`thm-conv-gronwall` and {prf:ref}`lem-conv-x`",
+     "Theorem 4.1 and Lemma 4.1"),
     ("{numref}`fig-conv-width`", "Fig. 4.4"),
     ("{numref}`Figure %s <fig-conv-width>`", "Figure 4.4"),
     ("{ref}`ex-conv-pl`", "Exercise 4.2"),
@@ -162,16 +164,19 @@ def test_buttons_point_at_the_plain_notebooks():
              "url": "../_sources/book/04_convergence.ipynb"}]},
         {"type": "group", "buttons": [
             {"type": "link", "text": "Colab", "url":
-             "https://colab.research.google.com/github/o/r/blob/main/book/04_convergence.ipynb"},
+             "https://colab.research.google.com/github/o/r/blob/main/"
+             "book/04_convergence.ipynb"},
             {"type": "link", "text": "Binder", "url":
-             "https://mybinder.org/v2/gh/o/r/main?urlpath=lab/tree/book/04_convergence.ipynb"},
+             "https://mybinder.org/v2/gh/o/r/main?urlpath=lab/tree/"
+             "book/04_convergence.ipynb"},
         ]}]}
     pn.point_buttons(None, "book/04_convergence", "page.html", context, None)
     download, (colab, binder) = (context["header_buttons"][0]["buttons"][0],
                                  context["header_buttons"][1]["buttons"])
     assert download["url"] == "../notebooks/04_convergence.ipynb"
     assert colab["url"].endswith("/blob/main/book/notebooks/04_convergence.ipynb")
-    assert binder["url"].endswith("urlpath=lab/tree/book/notebooks/04_convergence.ipynb")
+    assert binder["url"].endswith(
+        "urlpath=lab/tree/book/notebooks/04_convergence.ipynb")
 
 
 def test_the_extension_is_configured():

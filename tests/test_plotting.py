@@ -26,7 +26,8 @@ def test_use_style_sets_house_style_silently(capsys):
 
 
 def test_colors_are_hex_and_distinct():
-    assert len(plotting.COLORS) >= 6 and len(set(plotting.COLORS)) == len(plotting.COLORS)
+    assert (len(plotting.COLORS) >= 6
+            and len(set(plotting.COLORS)) == len(plotting.COLORS))
     assert all(c.startswith("#") and len(c) == 7 for c in plotting.COLORS)
 
 

@@ -1,4 +1,5 @@
-"""Tests of ntk_companion.random_features (random features, minimum-norm and ridge fits)."""
+"""Tests of ntk_companion.random_features (random features, minimum-norm and ridge
+fits)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +20,8 @@ def test_random_features_formula_and_kernel_limit():
     np.testing.assert_allclose(Phi, expected, rtol=1e-14)
     # other activation by name
     np.testing.assert_allclose(ntk.random_features(X, W, activation="tanh"),
-                               np.tanh(np.asarray(X) @ np.asarray(W).T / np.sqrt(3)) / np.sqrt(11),
-                               rtol=1e-14)
+                               np.tanh(np.asarray(X) @ np.asarray(W).T / np.sqrt(3))
+                               / np.sqrt(11), rtol=1e-14)
     # K_N -> arc-cosine kernel = analytic NNGP kernel of depth 1 (Monte Carlo, N^-1/2)
     x = ntk.gaussian_inputs(jax.random.key(3), 5, 4, normalize=True)
     Wbig = jax.random.normal(jax.random.key(4), (200_000, 4))
@@ -39,7 +40,8 @@ def test_min_norm_fit_matches_pinv_all_shapes():
     Phi = ntk.random_features(X, W)
     a = ntk.min_norm_fit(Phi, Y)
     np.testing.assert_allclose(Phi @ a, Y, atol=1e-10)
-    z = jnp.asarray(np.linalg.svd(np.asarray(Phi))[2][-1])          # a null-space direction
+    # a null-space direction
+    z = jnp.asarray(np.linalg.svd(np.asarray(Phi))[2][-1])
     assert float(jnp.abs(z @ a)) < 1e-10
     assert float(jnp.linalg.norm(a + 0.1 * z)) > float(jnp.linalg.norm(a))
 
@@ -63,17 +65,21 @@ def test_ridge_fit_formulas_and_vector_targets():
     A = np.asarray(Phi)
     for rho in (1e-3, 0.5):
         a = ntk.ridge_fit(Phi, Y, rho)
-        np.testing.assert_allclose(a, np.linalg.solve(A.T @ A + rho * np.eye(11), A.T @ Y),
+        np.testing.assert_allclose(a,
+                                   np.linalg.solve(A.T @ A + rho * np.eye(11), A.T @ Y),
                                    rtol=1e-10)
         # push-through: kernel ridge regression with K_N = Phi Phi^T
-        np.testing.assert_allclose(Phi @ a, ntk.kernel_regression(Phi @ Phi.T, Y, Phi @ Phi.T,
-                                                                  ridge=rho), rtol=1e-10)
-    np.testing.assert_allclose(ntk.ridge_fit(Phi, Y, 0.0), ntk.min_norm_fit(Phi, Y), rtol=1e-12)
+        np.testing.assert_allclose(Phi @ a,
+                                   ntk.kernel_regression(Phi @ Phi.T, Y, Phi @ Phi.T,
+                                                         ridge=rho), rtol=1e-10)
+    np.testing.assert_allclose(ntk.ridge_fit(Phi, Y, 0.0), ntk.min_norm_fit(Phi, Y),
+                               rtol=1e-12)
     rhos = jnp.array([0.0, 1e-3, 0.5])
     many = ntk.ridge_fit(Phi, Y, rhos)
     assert many.shape == (3, 11)
     for k, rho in enumerate(rhos):
-        np.testing.assert_allclose(many[k], ntk.ridge_fit(Phi, Y, float(rho)), rtol=1e-12)
+        np.testing.assert_allclose(many[k], ntk.ridge_fit(Phi, Y, float(rho)),
+                                   rtol=1e-12)
     Y2 = jnp.stack([Y, 2 * Y], axis=1)
     out = ntk.ridge_fit(Phi, Y2, rhos)
     assert out.shape == (3, 11, 2)
@@ -83,11 +89,14 @@ def test_ridge_fit_formulas_and_vector_targets():
 
 def test_ridge_shrinks_and_bounded_gain():
     Phi = ntk.random_features(X, W[:7])                              # square
-    norms = [float(jnp.linalg.norm(ntk.ridge_fit(Phi, Y, r))) for r in (1e-6, 1e-3, 1e-1, 10.0)]
+    norms = [float(jnp.linalg.norm(ntk.ridge_fit(Phi, Y, r)))
+             for r in (1e-6, 1e-3, 1e-1, 10.0)]
     assert all(a > b for a, b in zip(norms, norms[1:]))
-    for rho in (1e-4, 1e-1):            # s / (s^2 + rho) <= 1 / (2 sqrt rho) for every s
+    # s / (s^2 + rho) <= 1 / (2 sqrt rho) for every s
+    for rho in (1e-4, 1e-1):
         gain_bound = float(jnp.linalg.norm(Y)) / (2 * np.sqrt(rho))
-        assert float(jnp.linalg.norm(ntk.ridge_fit(Phi, Y, rho))) <= gain_bound * (1 + 1e-12)
+        gain = float(jnp.linalg.norm(ntk.ridge_fit(Phi, Y, rho)))
+        assert gain <= gain_bound * (1 + 1e-12)
 
 
 def test_jit_and_vmap():
@@ -95,11 +104,13 @@ def test_jit_and_vmap():
     f = jax.jit(jax.vmap(lambda w: ntk.min_norm_fit(ntk.random_features(X, w), Y)))
     out = f(Ws)
     for k in range(4):
-        np.testing.assert_allclose(out[k], ntk.min_norm_fit(ntk.random_features(X, Ws[k]), Y),
+        np.testing.assert_allclose(out[k],
+                                   ntk.min_norm_fit(ntk.random_features(X, Ws[k]), Y),
                                    rtol=1e-10, atol=1e-13)
     g = jax.vmap(lambda r: ntk.ridge_fit(ntk.random_features(X, W), Y, r))
     np.testing.assert_allclose(g(jnp.array([1e-2, 1.0]))[1],
-                               ntk.ridge_fit(ntk.random_features(X, W), Y, 1.0), rtol=1e-12)
+                               ntk.ridge_fit(ntk.random_features(X, W), Y, 1.0),
+                               rtol=1e-12)
 
 
 def test_float32_preserved():
@@ -145,10 +156,12 @@ def test_marchenko_pastur_edges_formula_and_simulation():
     np.testing.assert_allclose(e.lower, [1.0, 0.0, 0.25], rtol=1e-15)
     np.testing.assert_allclose(e.upper, [9.0, 4.0, 2.25], rtol=1e-15)
     assert e.lower_scale[1] == 0.0 and np.all(e.upper_scale > 0)
-    # swapping n and N rescales by N / n (Phi^T Phi has the nonzero spectrum of Phi Phi^T)
+    # swapping n and N rescales by N / n (Phi^T Phi has the nonzero spectrum of
+    # Phi Phi^T)
     f = ntk.marchenko_pastur_edges(256, 64)
     np.testing.assert_allclose([f.lower, f.upper], [0.25 * 4, 2.25 * 4], rtol=1e-15)
-    # simulation: the mean extreme eigenvalues sit at edge -+ 1.21 scale (Tracy-Widom mean)
+    # simulation: the mean extreme eigenvalues sit at edge -+ 1.21 scale
+    # (Tracy-Widom mean)
     n, N, S = 40, 400, 200
     G = jax.random.normal(jax.random.key(5), (S, n, N)) / np.sqrt(N)
     lam = np.asarray(jnp.linalg.eigvalsh(G @ jnp.swapaxes(G, 1, 2)))

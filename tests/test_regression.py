@@ -32,7 +32,8 @@ def test_interpolates_without_ridge_and_shrinks_with_ridge(data):
     fit = kernel_regression(K, y, K, ridge=10.0)
     assert np.linalg.norm(fit) < np.linalg.norm(y)
     # huge ridge: K y / ridge
-    np.testing.assert_allclose(kernel_regression(K, y, K, ridge=1e8), K @ y / 1e8, rtol=1e-6)
+    np.testing.assert_allclose(kernel_regression(K, y, K, ridge=1e8), K @ y / 1e8,
+                               rtol=1e-6)
 
 
 def test_jit_and_dtype(data):
@@ -40,7 +41,8 @@ def test_jit_and_dtype(data):
     jitted = jax.jit(kernel_regression)
     np.testing.assert_allclose(jitted(K, y, Ks, 0.1), kernel_regression(K, y, Ks, 0.1),
                                rtol=1e-12)
-    out = kernel_regression(K.astype(np.float32), y.astype(np.float32), Ks.astype(np.float32))
+    out = kernel_regression(K.astype(np.float32), y.astype(np.float32),
+                            Ks.astype(np.float32))
     assert out.dtype == np.float32
 
 
@@ -94,7 +96,8 @@ def test_gaussian_kernel_formula_psd_and_bad_input():
     K = np.asarray(gaussian_kernel(x1, x1))
     np.testing.assert_allclose(np.diag(K), 1.0, rtol=1e-15)            # k(x, x) = 1
     np.testing.assert_allclose(K, K.T, rtol=1e-15)
-    assert np.linalg.eigvalsh(K)[0] > 0                                 # distinct points
+    # distinct points
+    assert np.linalg.eigvalsh(K)[0] > 0
     jitted = jax.jit(gaussian_kernel)(x1, x2, 0.7)
     np.testing.assert_allclose(jitted, gaussian_kernel(x1, x2, 0.7), rtol=1e-13)
     with pytest.raises(ValueError, match=r"x1 and x2 must have the same feature shape, "
@@ -115,7 +118,8 @@ def test_relative_ridge(data):
     s = 0.2 * np.trace(K) / K.shape[0]
     np.testing.assert_allclose(kernel_regression(K, y, Ks, 0.2, ridge_relative=True),
                                kernel_regression(K, y, Ks, s), rtol=1e-13)
-    np.testing.assert_allclose(kernel_regression(50 * K, y, 50 * Ks, 0.2, ridge_relative=True),
+    np.testing.assert_allclose(kernel_regression(50 * K, y, 50 * Ks, 0.2,
+                                                 ridge_relative=True),
                                kernel_regression(K, y, Ks, 0.2, ridge_relative=True),
                                rtol=1e-12)
     assert not np.allclose(kernel_regression(K, y, Ks, 0.2, ridge_relative=True),

@@ -1,6 +1,6 @@
 """Regression tests of issue 19: finite gradients, the time rule for vector targets, the
-quadrature limits, no silent garbage, value checks under jit, clear errors, and a compiled
-recursion whose size does not grow with the depth."""
+quadrature limits, no silent garbage, value checks under jit, clear errors, and a
+compiled recursion whose size does not grow with the depth."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +17,8 @@ X = np.random.default_rng(0).normal(size=(4, 3))
 @pytest.mark.parametrize("activation", ["tanh", "gelu"])
 def test_quadrature_kernels_have_finite_gradients(activation):
     def total(w):
-        return ntk.analytic_kernels(X, depth=1, activation=activation, W_std=w).ntk.sum()
+        return ntk.analytic_kernels(X, depth=1, activation=activation,
+                                    W_std=w).ntk.sum()
 
     g = jax.grad(total)(1.0)
     h = 1e-5
@@ -38,7 +39,8 @@ def test_predict_gradient_at_infinite_time_is_finite():
     # f_test = Ks (s K)^{-1} y, so d/ds = -f_test(s=1)
     assert np.isfinite(g)
     np.testing.assert_allclose(float(g), -float(test_sum(1.0)), rtol=1e-10)
-    assert np.isfinite(jax.grad(lambda s: ntk.predict(s * K, y, jnp.inf).train.sum())(1.0))
+    assert np.isfinite(
+        jax.grad(lambda s: ntk.predict(s * K, y, jnp.inf).train.sum())(1.0))
 
 
 # --------------------------------------------------------------------------- time rule
@@ -78,13 +80,15 @@ def test_docs_state_the_vector_time_rule():
 @pytest.mark.parametrize("rule, order", [("hermite", 400), ("polar", 190)])
 def test_quadrature_order_above_the_limit_raises(rule, order):
     with pytest.raises(ValueError, match="order must be at most"):
-        ntk.analytic_kernels(X, depth=1, activation="tanh", quadrature=rule, order=order)
+        ntk.analytic_kernels(X, depth=1, activation="tanh", quadrature=rule,
+                             order=order)
 
 
 @pytest.mark.parametrize("rule", ["hermite", "polar"])
 def test_quadrature_rules_are_finite_up_to_the_limit(rule):
     k = analytic._quadrature_moments(jnp.ones(2), jnp.array([0.3, 1.0]), jnp.ones(2),
-                                     sigma=jnp.tanh, order=analytic.MAX_ORDER[rule], rule=rule)
+                                     sigma=jnp.tanh, order=analytic.MAX_ORDER[rule],
+                                     rule=rule)
     assert all(np.all(np.isfinite(np.asarray(a))) for a in k)
 
 
@@ -103,8 +107,8 @@ def test_large_variance_with_hermite_rule_raises():
 
 
 def test_hermite_accuracy_at_moderate_variance():
-    """erf as a callable (quadrature, default Hermite order 96) against the closed form at
-    variances up to 2: accepted by the accuracy check and within 1e-7 (the module
+    """erf as a callable (quadrature, default Hermite order 96) against the closed form
+    at variances up to 2: accepted by the accuracy check and within 1e-7 (the module
     docstring's table: 5e-16 at K ~ 1, 3e-6 at K ~ 4)."""
     x = np.sqrt(2.0) * np.eye(3)           # x.x/d = 2/3, W_std^2 = 3: variance 2
     x = np.concatenate([x, x[:1] * 0.7 + x[1:2] * 0.3])
@@ -115,7 +119,7 @@ def test_hermite_accuracy_at_moderate_variance():
         jnp.max(jnp.abs(closed.ntk)))
 
 
-# --------------------------------------------------------------------------- silent garbage
+# ----------------------------------------------------------------------- silent garbage
 def test_predict_rejects_ambiguous_initial_outputs():
     K = np.eye(3) + 0.1
     y = np.zeros((3, 3))
@@ -180,21 +184,23 @@ def test_diverging_training_raises():
 
 
 def test_unstable_gradient_flow_with_a_finite_result_raises():
-    # h lambda_max = 3.33 * 9 = 30, far outside RK4's stability interval (-2.79, 0): after
-    # 3 steps the state is about 1e12, finite, where the exact flow has converged to 1/3
+    # h lambda_max = 3.33 * 9 = 30, far outside RK4's stability interval (-2.79, 0):
+    # after 3 steps the state is about 1e12, finite, where the exact flow has
+    # converged to 1/3
     loss = lambda w: 0.5 * jnp.sum((3.0 * w - 1.0) ** 2)  # noqa: E731 (lambda_max = 9)
     for observe in (None, lambda w: w[0]):
-        with pytest.raises(ValueError, match=r"gradient_flow is unstable: the loss rose .*"
-                                             r"h = t / steps = 3\.33"):
+        with pytest.raises(ValueError, match=r"gradient_flow is unstable: the loss "
+                                             r"rose .*h = t / steps = 3\.33"):
             ntk.gradient_flow(loss, jnp.ones(2), t=10.0, steps=3, observe=observe)
     assert "gradient_flow is unstable" in _checked(
         lambda w: ntk.gradient_flow(loss, w, t=10.0, steps=3)[0], jnp.ones(2))
-    wT, _, losses = ntk.gradient_flow(loss, jnp.ones(2), t=10.0, steps=100)   # h lambda = 0.9
+    # h lambda = 0.9
+    wT, _, losses = ntk.gradient_flow(loss, jnp.ones(2), t=10.0, steps=100)
     np.testing.assert_allclose(wT, 1 / 3, rtol=1e-12)
     assert np.all(np.diff(np.asarray(losses)) <= 0)
 
 
-# --------------------------------------------------------------------------- checks under jit
+# --------------------------------------------------------------------- checks under jit
 def _checked(fn, *args):
     with ntk.jit_checks():
         err, _ = checkify.checkify(jax.jit(fn))(*args)
@@ -204,7 +210,8 @@ def _checked(fn, *args):
 def test_value_checks_under_jit_with_checkify():
     K = np.eye(2) + 0.5
     y = np.ones(2)
-    assert "t must be non-negative" in _checked(lambda t: ntk.predict(K, y, t).train, -1.0)
+    assert "t must be non-negative" in _checked(lambda t: ntk.predict(K, y, t).train,
+                                                -1.0)
     assert _checked(lambda t: ntk.predict(K, y, t).train, 1.0) is None
     assert "y contains NaN" in _checked(lambda y: ntk.predict(K, y, 1.0).train,
                                          np.array([np.nan, 1.0]))
@@ -226,7 +233,7 @@ def test_without_jit_checks_the_value_checks_are_skipped_and_static_checks_run()
         ntk.jit_checks("yes")
 
 
-# --------------------------------------------------------------------------- obscure errors
+# ----------------------------------------------------------------------- obscure errors
 def test_zero_size_kernels_raise_clearly():
     with pytest.raises(ValueError, match="K_train must be a non-empty"):
         ntk.predict(np.zeros((0, 0)), np.zeros(0), 1.0)
@@ -235,9 +242,11 @@ def test_zero_size_kernels_raise_clearly():
 
 
 def test_rk4_vector_field_of_wrong_structure_raises():
-    with pytest.raises(ValueError, match="vector_field must return a pytree shaped like y0"):
+    with pytest.raises(ValueError, match="vector_field must return a pytree shaped "
+                                         "like y0"):
         ntk.rk4(lambda y: y["a"], {"a": jnp.ones(2)}, t=1.0, steps=2)
-    with pytest.raises(ValueError, match="vector_field must return leaves of the shapes"):
+    with pytest.raises(ValueError, match="vector_field must return leaves of the "
+                                         "shapes"):
         ntk.rk4(lambda y: y[:1], jnp.ones(2), t=1.0, steps=2)
 
 
@@ -276,9 +285,9 @@ def test_recursion_program_does_not_grow_with_depth():
     w2, b2 = jnp.asarray(1.0), jnp.asarray(0.0)
 
     def size(depth):
-        lowered = analytic._recursion.lower(x, x, w2, b2, depth=depth, kind="quadrature",
-                                            sigma=jnp.tanh, order=8, rule="hermite",
-                                            symmetric=True)
+        lowered = analytic._recursion.lower(x, x, w2, b2, depth=depth,
+                                            kind="quadrature", sigma=jnp.tanh, order=8,
+                                            rule="hermite", symmetric=True)
         return len(lowered.as_text())
 
     assert size(40) < 1.05 * size(2)

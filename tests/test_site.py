@@ -1,17 +1,19 @@
 """Checks of the online book's configuration that need no build.
 
-- the repository URL is set once, in ``_config.yml``; launch buttons (Colab, Binder) and the
-  download button are configured;
+- the repository URL is set once, in ``_config.yml``; launch buttons (Colab, Binder) and
+  the download button are configured;
 - MathJax is loaded from the build by a relative path (``make mathjax`` puts it where
-  ``html_static_path`` copies it from), and both ``make book`` and ``make book-strict`` fetch it;
-- ``make test`` runs, in this order: unit tests and nbval, the strict build, the browser test,
-  the tree-state check; ``.ci/run`` installs Chromium when it is missing;
+  ``html_static_path`` copies it from), and both ``make book`` and ``make book-strict``
+  fetch it;
+- ``make test`` runs, in this order: unit tests and nbval, the strict build, the browser
+  test, the tree-state check; ``.ci/run`` installs Chromium when it is missing;
 - the GitHub Actions workflow runs ``make test`` and publishes ``_build/html`` to Pages;
-- every chapter's first code cell installs ``ntk_companion`` from that repository when it is
-  missing (for Colab and Binder), and prints nothing in the stored outputs;
+- every chapter's first code cell installs ``ntk_companion`` from that repository when
+  it is missing (for Colab and Binder), and prints nothing in the stored outputs;
 - the API reference page documents every public name of ``ntk_companion``.
 
-The page-level checks of the built HTML are in ``tests/browser`` (``make browser-test``).
+The page-level checks of the built HTML are in ``tests/browser``
+(``make browser-test``).
 """
 from __future__ import annotations
 
@@ -34,14 +36,17 @@ MAKEFILE = (ROOT / "Makefile").read_text()
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
 
 
-# --------------------------------------------------------------------------- _config.yml
+# -------------------------------------------------------------------------- _config.yml
 
 def test_repository_url_is_set_once():
     assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", REPO_URL), REPO_URL
-    assert CONFIG_TEXT.count(REPO_URL) == 1, "the repository URL must appear once in _config.yml"
-    others = set(re.findall(r"https?://(?:www\.)?github\.com/[^\s\"']*", CONFIG_TEXT)) - {REPO_URL}
+    assert CONFIG_TEXT.count(REPO_URL) == 1, ("the repository URL must appear once in "
+                                              "_config.yml")
+    others = set(re.findall(r"https?://(?:www\.)?github\.com/[^\s\"']*",
+                            CONFIG_TEXT)) - {REPO_URL}
     assert not others, f"other repository URLs in _config.yml: {others}"
-    # launch links are built from repository.path_to_book; "." would give ".../main/./book/..."
+    # launch links are built from repository.path_to_book; "." would give
+    # ".../main/./book/..."
     assert CONFIG["repository"].get("path_to_book", "") == ""
     assert CONFIG["repository"]["branch"] == "main"
 
@@ -51,8 +56,8 @@ def test_launch_and_download_buttons():
     assert launch["notebook_interface"] in ("classic", "jupyterlab")
     assert launch["binderhub_url"] == "https://mybinder.org"
     assert launch["colab_url"] == "https://colab.research.google.com"
-    # sphinx.config is merged into Jupyter Book's settings (keeping the repository and launch
-    # buttons in html_theme_options), not substituted for them
+    # sphinx.config is merged into Jupyter Book's settings (keeping the repository and
+    # launch buttons in html_theme_options), not substituted for them
     assert CONFIG["sphinx"]["recursive_update"] is True
     assert SPHINX["html_theme_options"]["use_download_button"] is True
 
@@ -65,20 +70,24 @@ def _make_var(name: str) -> str:
 
 def test_mathjax_comes_from_the_build():
     path = SPHINX["mathjax_path"]
-    assert not re.match(r"^([a-z]+:)?//", path), f"mathjax_path must be relative, got {path}"
+    assert not re.match(r"^([a-z]+:)?//", path), ("mathjax_path must be relative, got "
+                                                  f"{path}")
     assert path.startswith("mathjax/es5/") and path.endswith(".js"), path
-    # `make mathjax` copies the npm package's es5/ to $(MATHJAX_DIR)/static/mathjax/es5/, and
-    # Sphinx copies html_static_path's contents to _build/html/_static/
+    # `make mathjax` copies the npm package's es5/ to
+    # $(MATHJAX_DIR)/static/mathjax/es5/, and Sphinx copies html_static_path's contents
+    # to _build/html/_static/
     static = f"{_make_var('MATHJAX_DIR')}/static"
     assert SPHINX["html_static_path"][0] == static
-    # the other static folders: Popper and Tippy.js (`make tippy`) and the book's own CSS/JS,
-    # loaded by name
-    assert SPHINX["html_static_path"][1:] == [f"{_make_var('TIPPY_DIR')}/static", "book/_static"]
+    # the other static folders: Popper and Tippy.js (`make tippy`) and the book's own
+    # CSS/JS, loaded by name
+    assert SPHINX["html_static_path"][1:] == [f"{_make_var('TIPPY_DIR')}/static",
+                                              "book/_static"]
     assert all(not re.match(r"^([a-z]+:)?//", js) for js in SPHINX["tippy_js"])
     assert not SPHINX["tippy_enable_wikitips"] and not SPHINX["tippy_enable_doitips"]
     for name in SPHINX["html_css_files"] + SPHINX["html_js_files"]:
         assert (ROOT / "book" / "_static" / name).is_file(), name
-    assert re.search(r"npm install .*mathjax@\$\(MATHJAX_VERSION\)", MAKEFILE.replace("\\\n", " "))
+    assert re.search(r"npm install .*mathjax@\$\(MATHJAX_VERSION\)",
+                     MAKEFILE.replace("\\\n", " "))
     assert re.fullmatch(r"3\.\d+\.\d+", _make_var("MATHJAX_VERSION"))
     assert "$(MATHJAX_DIR)/static/mathjax/" in MAKEFILE
     # a root _static/ would make Jupyter Book load every .js under html_static_path
@@ -90,11 +99,13 @@ def test_mathjax_comes_from_the_build():
 @pytest.mark.parametrize("target", ["book", "book-strict"])
 def test_book_targets_fetch_mathjax(target: str):
     m = re.search(rf"^{re.escape(target)}:([^\n]*)$", MAKEFILE, re.M)
-    assert m and "mathjax" in m.group(1).split(), f"`make {target}` must depend on `mathjax`"
+    assert m and "mathjax" in m.group(1).split(), (f"`make {target}` must depend on "
+                                                   "`mathjax`")
 
 
 def _recipe(target: str) -> list[str]:
-    m = re.search(rf"^{re.escape(target)}:[^\n]*\n((?:\t[^\n]*\n|[^\S\n]*\n)*)", MAKEFILE, re.M)
+    m = re.search(rf"^{re.escape(target)}:[^\n]*\n((?:\t[^\n]*\n|[^\S\n]*\n)*)",
+                  MAKEFILE, re.M)
     assert m, f"no target {target} in the Makefile"
     recipe = m.group(1).replace("\\\n", " ")         # join continued lines
     return [line.strip() for line in recipe.splitlines() if line.strip()]
@@ -142,7 +153,8 @@ def test_make_lab_opens_markdown_chapters_as_notebooks():
 def test_pytest_tests_does_not_collect_the_browser_tests():
     import tomllib
 
-    ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    ini = pyproject["tool"]["pytest"]["ini_options"]
     assert "browser" in ini["norecursedirs"]
     assert (ROOT / "tests" / "browser" / "test_pages.py").exists()
 
@@ -154,7 +166,7 @@ def test_ci_installs_chromium_when_missing():
     assert run.index("apt-get install") < run.index("make test")
 
 
-# --------------------------------------------------------------------------- the workflow
+# ------------------------------------------------------------------------- the workflow
 
 def test_pages_workflow_shape():
     wf = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
@@ -170,18 +182,22 @@ def test_pages_workflow_shape():
     runs = [s.get("run", "") for s in steps]
     uses = [s.get("uses", "") for s in steps]
     test_step = next(i for i, r in enumerate(runs) if re.search(r"\bmake test\b", r))
-    chromium_step = next(i for i, r in enumerate(runs) if "install" in r and "chromium" in r)
+    chromium_step = next(i for i, r in enumerate(runs)
+                         if "install" in r and "chromium" in r)
     assert chromium_step < test_step, "Chromium must be installed before `make test`"
     assert any(u.startswith("actions/checkout@") for u in uses)
-    configure = next(i for i, u in enumerate(uses) if u.startswith("actions/configure-pages@"))
-    upload = next(i for i, u in enumerate(uses) if u.startswith("actions/upload-pages-artifact@"))
+    configure = next(i for i, u in enumerate(uses)
+                     if u.startswith("actions/configure-pages@"))
+    upload = next(i for i, u in enumerate(uses)
+                  if u.startswith("actions/upload-pages-artifact@"))
     assert test_step < configure < upload
     assert steps[upload]["with"]["path"] == "_build/html"
 
     needs = deploy["needs"]
     assert needs == "build" or needs == ["build"]
     assert deploy["environment"]["name"] == "github-pages"
-    assert any(s.get("uses", "").startswith("actions/deploy-pages@") for s in deploy["steps"])
+    assert any(s.get("uses", "").startswith("actions/deploy-pages@")
+               for s in deploy["steps"])
 
 
 # --------------------------------------------------------------------------- chapters
@@ -199,8 +215,9 @@ def _first_code_cell(path: pathlib.Path):
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_starts_with_the_install_cell(md: pathlib.Path):
-    """On Colab and Binder the package is missing: the chapter's first code cell installs it
-    from the repository of _config.yml, and where it is installed prints nothing."""
+    """On Colab and Binder the package is missing: the chapter's first code cell
+    installs it from the repository of _config.yml, and where it is installed prints
+    nothing."""
     ipynb = md.with_suffix(".ipynb")
     cell = _first_code_cell(ipynb)
     assert cell is not None, f"{ipynb.name} has no code cell"
@@ -208,22 +225,24 @@ def test_chapter_starts_with_the_install_cell(md: pathlib.Path):
     expected = (f'try:\n    import ntk_companion\nexcept ImportError:\n'
                 f'    %pip install --quiet "ntk_companion @ git+{REPO_URL}"')
     m = INSTALL_CELL.match(source)
-    assert m, (f"the first code cell of {ipynb.name} must install ntk_companion when it is "
-               f"missing, e.g.\n{expected}\ngot:\n{source[:300]}")
+    assert m, (f"the first code cell of {ipynb.name} must install ntk_companion when "
+               f"it is missing, e.g.\n{expected}\ngot:\n{source[:300]}")
     assert f"git+{REPO_URL}" in m.group("args"), (
         f"{ipynb.name} installs from {m.group('args')!r}, not from the repository of "
         f"_config.yml ({REPO_URL})")
-    assert not cell.outputs, f"the install cell of {ipynb.name} stores outputs: {cell.outputs}"
+    assert not cell.outputs, (f"the install cell of {ipynb.name} stores outputs: "
+                              f"{cell.outputs}")
 
 
 # --------------------------------------------------------------------------- API page
 
 def test_api_page_documents_every_public_name():
     api = (ROOT / "book" / "api.md").read_text()
-    documented = set(re.findall(r"^\.\. auto(?:function|class|data)::\s+ntk_companion\.(\w+)\s*$",
-                                api, re.M))
+    documented = set(re.findall(
+        r"^\.\. auto(?:function|class|data)::\s+ntk_companion\.(\w+)\s*$", api, re.M))
     modules_with_members = set(re.findall(
-        r"^\.\. automodule::\s+(ntk_companion\.\w+)\s*\n(?:[ \t]+:[^\n]*\n)*?[ \t]+:members:",
+        r"^\.\. automodule::\s+(ntk_companion\.\w+)\s*\n"
+        r"(?:[ \t]+:[^\n]*\n)*?[ \t]+:members:",
         api, re.M))
     for module in modules_with_members:
         documented |= set(getattr(sys.modules[module], "__all__", []))
@@ -236,7 +255,8 @@ def test_api_page_is_in_the_back_matter_before_the_glossary():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     back = next(p for p in toc["parts"] if p["caption"] == "Back matter")
     files = [c["file"] for c in back["chapters"]]
-    assert "book/api" in files and files.index("book/api") < files.index("book/glossary")
+    assert "book/api" in files
+    assert files.index("book/api") < files.index("book/glossary")
 
 
 def test_docstring_formulas_become_code_blocks():
@@ -248,9 +268,9 @@ def test_docstring_formulas_become_code_blocks():
     doc = ["Intro:", "", "    K = G G^T,", "        = H", "", "* item", "",
            "      x = y", "", "Title", "-----", "text"]
     out = literal_formula_blocks(titles_as_rubrics(doc))
-    assert out == ["Intro:", "", ".. code-block:: text", "", "    K = G G^T,", "        = H",
-                   "", "* item", "", "  .. code-block:: text", "", "      x = y", "",
-                   ".. rubric:: Title", "", "text"]
+    assert out == ["Intro:", "", ".. code-block:: text", "", "    K = G G^T,",
+                   "        = H", "", "* item", "", "  .. code-block:: text", "",
+                   "      x = y", "", ".. rubric:: Title", "", "text"]
     # literal blocks and directive content are left alone
     kept = ["Example::", "", "    x = 1", "", ".. code-block:: text", "", "    y = 2"]
     assert literal_formula_blocks(kept) == kept
@@ -270,7 +290,8 @@ def test_same_authors_and_year_get_letters_in_citations():
     assert suffixes["arora2019exact"] == "2019a"
     assert suffixes["arora2019finegrained"] == "2019b"
     # after the letters, no two entries share an author-year label
-    labels = [(author_text(e), suffixes.get(k, e.fields.get("year"))) for k, e in entries.items()]
+    labels = [(author_text(e), suffixes.get(k, e.fields.get("year")))
+              for k, e in entries.items()]
     assert len(labels) == len(set(labels))
     # idempotent: a second pass (cached environment) changes nothing
     for key, year in suffixes.items():
@@ -279,8 +300,8 @@ def test_same_authors_and_year_get_letters_in_citations():
 
 
 def test_bibliography_labels_and_links():
-    """Every entry links to the work (doi, arXiv eprint or url) and gets the author-year label
-    its citations show."""
+    """Every entry links to the work (doi, arXiv eprint or url) and gets the author-year
+    label its citations show."""
     import pybtex.database
 
     sys.path.insert(0, str(ROOT / "book" / "_ext"))

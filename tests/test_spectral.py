@@ -1,4 +1,5 @@
-"""Zonal eigenvalues of dot-product kernels and the eigenlearning curve (module spectral)."""
+"""Zonal eigenvalues of dot-product kernels and the eigenlearning curve
+(module spectral)."""
 import jax
 import numpy as np
 import pytest
@@ -19,12 +20,14 @@ def test_multiplicity_known_values():
     assert spectral.harmonic_multiplicity(3, np.arange(4)).tolist() == [1, 3, 5, 7]
     # S^3: (k + 1)^2
     assert spectral.harmonic_multiplicity(4, np.arange(5)).tolist() == [1, 4, 9, 16, 25]
-    # dimension of the polynomials of degree <= k on S^{d-1}: binom(k+d-1, d-1) + binom(k+d-2, d-1)
+    # dimension of the polynomials of degree <= k on S^{d-1}: binom(k+d-1, d-1) +
+    # binom(k+d-2, d-1)
     assert spectral.harmonic_multiplicity(6, np.arange(6)).sum() == 252 + 126
 
 
 def test_gegenbauer_orthogonality():
-    """E_t[P_j P_k] = delta_jk / N(d, k) for t = x . x' / d, x, x' uniform on the sphere."""
+    """E_t[P_j P_k] = delta_jk / N(d, k) for t = x . x' / d, x, x' uniform on the
+    sphere."""
     for d in (2, 3, 7):
         gram = np.stack([spectral.zonal_eigenvalues(
             d, 6, lambda t, j=j: spectral.gegenbauer(t, 6, d)[j]) for j in range(7)])
@@ -51,7 +54,8 @@ def test_mercer_trace(kernel):
 
 
 def test_circle_eigenvalues_are_fourier_coefficients():
-    """On the circle the eigenvalues are the Fourier cosine coefficients of kappa(cos a)."""
+    """On the circle the eigenvalues are the Fourier cosine coefficients of
+    kappa(cos a)."""
     a = 2 * np.pi * np.arange(4096) / 4096
     kappa = spectral.zonal_profile(np.cos(a), depth=2, activation="erf", b_std=0.5)
     fft = np.fft.rfft(kappa).real / 4096
@@ -62,11 +66,12 @@ def test_circle_eigenvalues_are_fourier_coefficients():
 
 @pytest.mark.parametrize("act,depth,b_std", [("relu", 1, 0.0), ("erf", 2, 0.3)])
 def test_gram_spectrum_converges(act, depth, b_std):
-    """Eigenvalues of K(X, X) / n approach mu_k, each N(d, k) times (the sampling error of
-    a level's mean at n = 1200 is a few percent; a 10% error in mu_k would fail)."""
+    """Eigenvalues of K(X, X) / n approach mu_k, each N(d, k) times (the sampling error
+    of a level's mean at n = 1200 is a few percent; a 10% error in mu_k would fail)."""
     d, n = 3, 1200
     X = sphere(np.random.default_rng(0), n, d)
-    K = np.asarray(ntk.analytic_kernels(X, depth=depth, activation=act, b_std=b_std).ntk)
+    K = np.asarray(ntk.analytic_kernels(X, depth=depth, activation=act,
+                                        b_std=b_std).ntk)
     ev = np.sort(np.linalg.eigvalsh(K / n))[::-1]
     mu = spectral.zonal_eigenvalues(d, 3, depth=depth, activation=act, b_std=b_std)
     start = 0
@@ -123,7 +128,8 @@ def test_eigenlearning_matches_kernel_regression(ridge, noise):
     pred = spectral.eigenlearning(mu[keep], p[keep], n, ridge=ridge, noise=noise,
                                   multiplicity=m[keep]).test_error[0]
     mean, sem = _brute_force(np.random.default_rng(3), n, ridge, noise, 40, d, coef, m)
-    # the theory's own finite-n error is about 10% here; 3 standard errors of the average
+    # the theory's own finite-n error is about 10% here; 3 standard errors of the
+    # average
     assert abs(mean - pred) < 0.1 * pred + 3 * sem, (mean, sem, pred)
 
 

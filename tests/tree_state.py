@@ -16,7 +16,8 @@ STATE = pathlib.Path("_build/.tree_state")
 
 def snapshot() -> str | None:
     try:
-        files = subprocess.run(["git", "ls-files", "-z"], check=True, capture_output=True).stdout
+        files = subprocess.run(["git", "ls-files", "-z"], check=True,
+                               capture_output=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     digest = hashlib.sha256()
@@ -39,7 +40,8 @@ def main(cmd: str) -> int:
         print("tree_state: no saved state; run `save` first", file=sys.stderr)
         return 1
     if STATE.read_text() != state:
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        changed = subprocess.run(["git", "status", "--porcelain",
+                                  "--untracked-files=no"],
                                  capture_output=True, text=True).stdout
         print("`make test` changed tracked files:\n" + changed, file=sys.stderr)
         return 1

@@ -1,10 +1,12 @@
-"""The chapters in JupyterLab, as a reader who runs them locally sees them (``make lab``).
+"""The chapters in JupyterLab, as a reader who runs them locally sees them
+(``make lab``).
 
 JupyterLab is started headless on a free loopback port with the settings of ``make lab``
-(``book/_lab/overrides.json``: ``.md`` files open as notebooks through jupytext) plus autosave
-off, so that opening a chapter can never rewrite it. A chapter source is opened in headless
-Chromium; jupyterlab-myst must have rendered its theorem blocks, admonitions and math: no raw
-``{prf:theorem}``, ``:label:`` or ``$$`` text on the page. The server is stopped afterwards.
+(``book/_lab/overrides.json``: ``.md`` files open as notebooks through jupytext) plus
+autosave off, so that opening a chapter can never rewrite it. A chapter source is opened
+in headless Chromium; jupyterlab-myst must have rendered its theorem blocks, admonitions
+and math: no raw ``{prf:theorem}``, ``:label:`` or ``$$`` text on the page. The server
+is stopped afterwards.
 """
 from __future__ import annotations
 
@@ -34,9 +36,10 @@ def _free_port() -> int:
 def lab(tmp_path_factory: pytest.TempPathFactory):
     settings = tmp_path_factory.mktemp("lab-settings")
     overrides = json.loads((ROOT / "book" / "_lab" / "overrides.json").read_text())
-    overrides.setdefault("@jupyterlab/docmanager-extension:plugin", {})["autosave"] = False
-    overrides["@jupyterlab/apputils-extension:notification"] = {"fetchNews": "false",
-                                                                 "checkForUpdates": False}
+    docmanager = overrides.setdefault("@jupyterlab/docmanager-extension:plugin", {})
+    docmanager["autosave"] = False
+    overrides["@jupyterlab/apputils-extension:notification"] = {
+        "fetchNews": "false", "checkForUpdates": False}
     (settings / "overrides.json").write_text(json.dumps(overrides))
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
@@ -50,7 +53,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     try:
         for _ in range(120):
             if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited: {(settings / 'server.log').read_text()[-2000:]}")
+                pytest.fail("JupyterLab exited: "
+                            f"{(settings / 'server.log').read_text()[-2000:]}")
             try:
                 urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
                 break
@@ -69,12 +73,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     assert proc.returncode is not None
 
 
-def test_chapter_renders_in_jupyterlab(lab: str, browser, screenshots: pathlib.Path) -> None:
+def test_chapter_renders_in_jupyterlab(lab: str, browser,
+                                       screenshots: pathlib.Path) -> None:
     before = (ROOT / CHAPTER).read_bytes()
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto(f"{lab}/lab/tree/{CHAPTER}?token={TOKEN}", timeout=120_000)
-        # jupytext opens the .md as a notebook; jupyterlab-myst renders its Markdown cells
+        # jupytext opens the .md as a notebook; jupyterlab-myst renders its Markdown
+        # cells
         page.wait_for_selector(".jp-Notebook .myst-proof", timeout=120_000)
         page.wait_for_selector(".jp-Notebook .katex, .jp-Notebook mjx-container",
                                timeout=60_000)
@@ -90,4 +96,5 @@ def test_chapter_renders_in_jupyterlab(lab: str, browser, screenshots: pathlib.P
     assert math >= 10, math
     for raw in ("{prf:theorem}", "{prf:proof}", ":label:", "$$", "{admonition}"):
         assert raw not in text, f"raw MyST {raw!r} shown in JupyterLab"
-    assert (ROOT / CHAPTER).read_bytes() == before, "opening the chapter changed its source"
+    assert (ROOT / CHAPTER).read_bytes() == before, ("opening the chapter changed its "
+                                                     "source")

@@ -1,16 +1,16 @@
 """The whole book as one PDF (``make pdf``), read back with poppler's ``pdfinfo`` and
 ``pdftotext`` (``apt-get install poppler-utils``).
 
-- the PDF has a plausible number of A4 pages and contains every page of ``_toc.yml`` (each
-  chapter's title);
-- no raw MyST or LaTeX reaches the reader: outside code (lines that are part of a code cell,
-  its output, or a docstring of ``ntk_companion``), the text has no ``$``, ``\\frac``, other
-  LaTeX commands with an argument, ``\\(``, ``\\[``, ``{eq}``, ``{numref}``, ``{cite``,
-  ``{prf:``, ``:::`` or a MathJax error;
+- the PDF has a plausible number of A4 pages and contains every page of ``_toc.yml``
+  (each chapter's title);
+- no raw MyST or LaTeX reaches the reader: outside code (lines that are part of a code
+  cell, its output, or a docstring of ``ntk_companion``), the text has no ``$``,
+  ``\\frac``, other LaTeX commands with an argument, ``\\(``, ``\\[``, ``{eq}``,
+  ``{numref}``, ``{cite``, ``{prf:``, ``:::`` or a MathJax error;
 - code and outputs are wrapped, not cut: every line of a code cell appears in the text.
 
-Run by ``make pdf-test`` after ``make pdf``; not collected by ``pytest tests``. A missing PDF or
-missing poppler tools is a failure, not a skip.
+Run by ``make pdf-test`` after ``make pdf``; not collected by ``pytest tests``. A
+missing PDF or missing poppler tools is a failure, not a skip.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from helpers import toc_files  # noqa: E402
 
-PDF = pathlib.Path(os.environ.get("BOOK_PDF", ROOT / "_build" / "pdf" / "ntk-course.pdf"))
+PDF = pathlib.Path(os.environ.get("BOOK_PDF",
+                                  ROOT / "_build" / "pdf" / "ntk-course.pdf"))
 PAGES = toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
 NOTEBOOKS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 RAW = re.compile(r"\$|\\frac|\\[a-zA-Z]+\{|\\\(|\\\[|:::|\{cite|\{prf:"
@@ -89,7 +90,8 @@ def test_page_count_and_contents(pdf_text: str):
         title = next((line[2:] for line in source.read_text().splitlines()
                       if line.startswith("# ")), None) if source.exists() else None
         if title:
-            assert _squash(title) in text, f"{doc}: its title {title!r} is not in the PDF"
+            assert _squash(title) in text, (f"{doc}: its title {title!r} is not in the "
+                                            "PDF")
 
 
 def test_no_raw_markup_outside_code(pdf_text: str, code_text: str):
@@ -97,7 +99,8 @@ def test_no_raw_markup_outside_code(pdf_text: str, code_text: str):
     for line in pdf_text.splitlines():
         if RAW.search(line) and _squash(line) not in code_text:
             raw.append(line.strip()[:120])
-    assert not raw, f"{len(raw)} lines with raw markup, e.g.:\n  " + "\n  ".join(raw[:10])
+    assert not raw, (f"{len(raw)} lines with raw markup, e.g.:\n  "
+                     + "\n  ".join(raw[:10]))
 
 
 def test_code_is_wrapped_not_cut(pdf_text: str):
@@ -106,7 +109,8 @@ def test_code_is_wrapped_not_cut(pdf_text: str):
     for path in NOTEBOOKS:
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type == "code":
-                cut += [f"{path.stem}: {line.strip()[:80]}" for line in cell.source.splitlines()
+                cut += [f"{path.stem}: {line.strip()[:80]}"
+                        for line in cell.source.splitlines()
                         if line.strip() and _squash(line) not in text]
     # pdftotext may split a wrapped line at a page break; allow a handful
     assert len(cut) <= 5, f"{len(cut)} code lines missing from the PDF, e.g.:\n  " + \
