@@ -1,7 +1,7 @@
 """Benchmark of the layer library on the standard convolutional case.
 
-8x8x1 images, ``Conv(64, (3, 3), SAME)``-ReLU three times, ``GlobalAvgPool``, ``Dense(1)``,
-``W_std = 1.5``, ``b_std = 0.05``, float32. Times the analytic NNGP + NTK
+8x8x1 images, ``Conv(64, (3, 3), SAME)``-ReLU three times, ``GlobalAvgPool``,
+``Dense(1)``, ``W_std = 1.5``, ``b_std = 0.05``, float32. Times the analytic NNGP + NTK
 (``net.kernels(x)``) and the structured empirical NTK of the 64-channel network
 (``empirical_ntk(net.apply, params, x, method="structured")``) for each ``--n``, and the
 analytic kernels of the same network with a ``Flatten`` readout instead of
@@ -9,9 +9,9 @@ analytic kernels of the same network with a ``Flatten`` readout instead of
 ``Layer.kernels``; ``--skip-flatten`` to leave it out): the
 median of ``--repeats`` calls of the program compiled ahead of time (the compile time is
 reported separately). Prints a markdown table side by side with neural-tangents
-0.6.5, whose figures are quoted (it does not install on current JAX): measured on a 2-core
-machine of the same kind with neural-tangents 0.6.5 on JAX 0.4.25 (median of 3 after
-warm-up; its analytic kernel at n = 256 did not finish in 15 minutes).
+0.6.5, whose figures are quoted (it does not install on current JAX): measured on a
+2-core machine of the same kind with neural-tangents 0.6.5 on JAX 0.4.25 (median of 3
+after warm-up; its analytic kernel at n = 256 did not finish in 15 minutes).
 
     python benchmarks/bench_layers.py --n 64 --repeats 3
     python benchmarks/bench_layers.py --n 1797 --repeats 1 --skip-empirical

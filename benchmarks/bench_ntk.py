@@ -1,28 +1,37 @@
-"""Benchmark of ntk_companion's kernels: time and peak memory, printed as a Markdown table.
+"""Benchmark of ntk_companion's kernels: time and peak memory, printed as a Markdown
+table.
 
-Standard case: ``MLP(hidden=(512, 512, 512), activation="relu", W_std=1.5, b_std=0.05)``,
-``d_in = 16``, float32, the full ``n x n`` Gram matrix ``H = K(X, X)`` of Gaussian inputs.
+Standard case:
+``MLP(hidden=(512, 512, 512), activation="relu", W_std=1.5, b_std=0.05)``,
+``d_in = 16``, float32, the full ``n x n`` Gram matrix ``H = K(X, X)`` of Gaussian
+inputs.
 
-* empirical NTK, ``empirical_ntk(model.apply, params, x)`` (``method="auto"``: the structured
-  method, by tiles above 256 inputs), for n in {64, 256, 1024, 4096};
+* empirical NTK, ``empirical_ntk(model.apply, params, x)`` (``method="auto"``: the
+  structured method, by tiles above 256 inputs), for n in {64, 256, 1024, 4096};
 * the naive baseline ``G = jacobian(model.apply, params, x); G @ G.T`` (n x P Jacobian,
   P = 534,529) for n in {64, 256, 1024} (at n = 4096, G alone is 8.8 GB and the product
   1.8e13 flop: run it with ``--baseline-max-n 4096``);
-* infinite-width NNGP + NTK, ``analytic_kernels(x, depth=3, activation="relu", W_std=1.5,
-  b_std=0.05)``, for n in {1024, 4096, 16384}.
+* infinite-width NNGP + NTK,
+  ``analytic_kernels(x, depth=3, activation="relu", W_std=1.5, b_std=0.05)``, for n in
+  {1024, 4096, 16384}.
 
-Every case runs in a fresh subprocess: the function is jit-compiled and called once (warm-up,
-not timed), then timed ``--runs`` times (``block_until_ready``; the median is reported), and
-the peak memory is the subprocess's maximal resident set size (``resource.getrusage``
-``ru_maxrss``: everything the process held, JAX runtime included; tracemalloc would miss
-XLA's buffers). The first row gives the same process without any kernel, for reference.
+Every case runs in a fresh subprocess: the function is jit-compiled and called once
+(warm-up, not timed), then timed ``--runs`` times (``block_until_ready``; the median is
+reported), and the peak memory is the subprocess's maximal resident set size
+(``resource.getrusage`` ``ru_maxrss``: everything the process held, JAX runtime
+included; tracemalloc would miss XLA's buffers). The first row gives the same process
+without any kernel, for reference.
 
 With ``--neural-tangents PYTHON`` the table also times neural-tangents (the structured
-derivatives of ``nt.empirical_ntk_fn`` and the analytic ``kernel_fn`` of the same ``stax``
-network), run by another Python interpreter that has it installed: neural-tangents 0.6.5
-needs an older JAX, e.g. ``python -m venv /tmp/nt && /tmp/nt/bin/pip install
-neural-tangents==0.6.5 jax==0.4.23 jaxlib==0.4.23 "numpy<2" "scipy<1.13"``. Its process
-also imports TensorFlow, which adds to its peak memory.
+derivatives of ``nt.empirical_ntk_fn`` and the analytic ``kernel_fn`` of the same
+``stax`` network), run by another Python interpreter that has it installed:
+neural-tangents 0.6.5 needs an older JAX, e.g.::
+
+    python -m venv /tmp/nt
+    /tmp/nt/bin/pip install neural-tangents==0.6.5 jax==0.4.23 jaxlib==0.4.23 \\
+        "numpy<2" "scipy<1.13"
+
+Its process also imports TensorFlow, which adds to its peak memory.
 
 Usage::
 
@@ -52,10 +61,12 @@ FULL = {"empirical": (64, 256, 1024, 4096), "baseline": (64, 256, 1024),
 QUICK = {"empirical": (64, 256), "baseline": (64, 256), "analytic": (1024,)}
 LABELS = {
     "idle": ("(none)", "process: JAX + parameters + inputs only"),
-    "empirical": ("empirical NTK", 'empirical_ntk(model.apply, p, x) ("auto": structured)'),
+    "empirical": ("empirical NTK",
+                  'empirical_ntk(model.apply, p, x) ("auto": structured)'),
     "baseline": ("empirical NTK", "naive: G = jacobian(model.apply, p, x); G @ G.T"),
     "analytic": ("NNGP + NTK", "analytic_kernels(x, depth=3, ...)"),
-    "nt-empirical": ("empirical NTK", "neural-tangents: empirical_ntk_fn, STRUCTURED_DERIVATIVES"),
+    "nt-empirical": ("empirical NTK",
+                     "neural-tangents: empirical_ntk_fn, STRUCTURED_DERIVATIVES"),
     "nt-analytic": ("NNGP + NTK", "neural-tangents: stax kernel_fn"),
 }
 NT_KINDS = {"nt-empirical": "empirical", "nt-analytic": "analytic"}
@@ -63,7 +74,8 @@ NT_KINDS = {"nt-empirical": "empirical", "nt-analytic": "analytic"}
 
 # ---------------------------------------------------------------- one case (subprocess)
 def nt_case(kind: str, n: int) -> tuple:
-    """The same network and inputs in neural-tangents' ``stax``: ``(fn, params, x, P)``."""
+    """The same network and inputs in neural-tangents' ``stax``:
+    ``(fn, params, x, P)``."""
     import jax
     import jax.numpy as jnp
     import neural_tangents as nt
@@ -73,7 +85,8 @@ def nt_case(kind: str, n: int) -> tuple:
     layers = []
     for m in HIDDEN:
         layers += [stax.Dense(m, W_std=W_STD, b_std=B_STD), stax.Relu()]
-    init_fn, apply_fn, kernel_fn = stax.serial(*layers, stax.Dense(1, W_std=W_STD, b_std=B_STD))
+    init_fn, apply_fn, kernel_fn = stax.serial(*layers,
+                                               stax.Dense(1, W_std=W_STD, b_std=B_STD))
     x = jnp.asarray(np.random.default_rng(0).standard_normal((n, D_IN)), jnp.float32)
     _, params = init_fn(jax.random.PRNGKey(0), x.shape)
     P = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
@@ -109,8 +122,9 @@ def run_case(kind: str, n: int, runs: int) -> dict:
             return G @ G.T
         fn = jax.jit(naive)
     elif kind == "analytic":
-        fn = jax.jit(lambda p, x: ntk.analytic_kernels(x, depth=len(HIDDEN), activation="relu",
-                                                       W_std=W_STD, b_std=B_STD))
+        fn = jax.jit(lambda p, x: ntk.analytic_kernels(x, depth=len(HIDDEN),
+                                                       activation="relu", W_std=W_STD,
+                                                       b_std=B_STD))
     else:
         raise ValueError(kind)
     return timed(kind, n, runs, fn, params, x, model.num_params(D_IN))
@@ -138,8 +152,8 @@ def timed(kind: str, n: int, runs: int, fn, params, x, P: int) -> dict:
     if kind in NT_KINDS:
         import neural_tangents
         versions["neural-tangents"] = neural_tangents.__version__
-    return {"kind": kind, "n": n, "times": times, "first": first, "peak_bytes": peak_kib * 1024,
-            "P": P, "versions": versions}
+    return {"kind": kind, "n": n, "times": times, "first": first,
+            "peak_bytes": peak_kib * 1024, "P": P, "versions": versions}
 
 
 # ---------------------------------------------------------------- driver
@@ -179,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="largest n of the naive Jacobian baseline (default 1024)")
     ap.add_argument("--neural-tangents", metavar="PYTHON",
                     help="also time neural-tangents, run by this Python interpreter")
-    ap.add_argument("--cases", nargs="*", help="KIND:N items, e.g. empirical:1024 analytic:4096")
-    ap.add_argument("--case", nargs=2, help=argparse.SUPPRESS)        # internal: one case
+    ap.add_argument("--cases", nargs="*",
+                    help="KIND:N items, e.g. empirical:1024 analytic:4096")
+    # internal: one case
+    ap.add_argument("--case", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     runs = max(5, args.runs or 7)
     if args.case:
@@ -196,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             cases += [(kind, n) for n in sizes[kind]
                       if kind != "baseline" or n <= args.baseline_max_n]
         if args.neural_tangents:
-            cases += [(nt_kind, n) for nt_kind, kind in NT_KINDS.items() for n in sizes[kind]]
+            cases += [(nt_kind, n) for nt_kind, kind in NT_KINDS.items()
+                      for n in sizes[kind]]
     env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     import jax
     load_before = load()
@@ -208,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         if python is None:
             raise SystemExit(f"case {kind}:{n} needs --neural-tangents PYTHON")
         out = subprocess.run([python, os.path.abspath(__file__), "--case", kind,
-                              str(n), "--runs", str(r)], env=env, capture_output=True, text=True)
+                              str(n), "--runs", str(r)], env=env, capture_output=True,
+                             text=True)
         if out.returncode != 0:
-            rows.append((kind, n, None, out.stderr.strip().splitlines()[-1:] or ["failed"]))
+            rows.append((kind, n, None,
+                         out.stderr.strip().splitlines()[-1:] or ["failed"]))
             print(f"{kind} n={n}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -223,16 +242,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{jax.__version__} (CPU), float32.")
     print(f"Load average (1/5/15 min) before: {load_before}; after: {load()}; "
           f"wall time {time.time() - started:.0f} s.")
-    print(f"Model: MLP(hidden={HIDDEN}, relu, W_std={W_STD}, b_std={B_STD}), d_in={D_IN}, "
-          f"P={rows[0][2]['P'] if rows and rows[0][2] else '?'} parameters; full n x n kernel.")
-    nt_versions = {json.dumps(res["versions"], sort_keys=True) for kind, _, res, _ in rows
+    print(f"Model: MLP(hidden={HIDDEN}, relu, W_std={W_STD}, b_std={B_STD}), "
+          f"d_in={D_IN}, P={rows[0][2]['P'] if rows and rows[0][2] else '?'} "
+          "parameters; full n x n kernel.")
+    nt_versions = {json.dumps(res["versions"], sort_keys=True)
+                   for kind, _, res, _ in rows
                    if res is not None and kind in NT_KINDS}
     for v in sorted(nt_versions):
         v = json.loads(v)
-        print(f"neural-tangents rows: neural-tangents {v['neural-tangents']} on JAX {v['jax']} "
-              f"(CPU), float32, same network, inputs and parameter count.")
+        print(f"neural-tangents rows: neural-tangents {v['neural-tangents']} on JAX "
+              f"{v['jax']} (CPU), float32, same network, inputs and parameter count.")
     print()
-    print("| kernel | method | n | time (median) | runs | first call (compile) | peak RSS |")
+    print("| kernel | method | n | time (median) | runs | "
+          "first call (compile) | peak RSS |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for kind, n, res, err in rows:
         kernel, method = LABELS[kind]
@@ -240,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {kernel} | {method} | {n} | failed: {err[0][:60]} | | | |")
             continue
         if kind == "idle":
-            print(f"| {kernel} | {method} | {n} | - | - | - | {fmt_bytes(res['peak_bytes'])} |")
+            print(f"| {kernel} | {method} | {n} | - | - | - | "
+                  f"{fmt_bytes(res['peak_bytes'])} |")
             continue
         t = statistics.median(res["times"])
         print(f"| {kernel} | {method} | {n} | {fmt_time(t)} | {len(res['times'])} | "

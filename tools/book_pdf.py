@@ -1,15 +1,17 @@
-"""Print the one-page HTML build of the book to a PDF with headless Chromium (``make pdf``).
+"""Print the one-page HTML build of the book to a PDF with headless Chromium
+(``make pdf``).
 
 Usage: ``python tools/book_pdf.py SITE OUTPUT.pdf`` where SITE is the output folder of
 ``jupyter-book build . --builder singlehtml`` (``_build/singlehtml``).
 
 The page is served on localhost and opened in Debian's Chromium (``CHROMIUM``, default
-``/usr/bin/chromium``) through Playwright, with every request that would leave the machine
-refused, so the PDF is built offline like the book. Before printing, the script waits until
-MathJax has typeset the page and every image has loaded, and fails if math is left untypeset
-or MathJax reports an error. The print layout is the book's own print CSS
-(``book/_static/ntk-book.css``): code and outputs wrap at the margin, collapsed solutions and
-hidden code cells are expanded, buttons are left out. A4 pages carry the book title and a page number.
+``/usr/bin/chromium``) through Playwright, with every request that would leave the
+machine refused, so the PDF is built offline like the book. Before printing, the script
+waits until MathJax has typeset the page and every image has loaded, and fails if math
+is left untypeset or MathJax reports an error. The print layout is the book's own print
+CSS (``book/_static/ntk-book.css``): code and outputs wrap at the margin, collapsed
+solutions and hidden code cells are expanded, buttons are left out. A4 pages carry the
+book title and a page number.
 """
 from __future__ import annotations
 
@@ -61,8 +63,8 @@ def find_page(site: pathlib.Path) -> pathlib.Path:
     """The one HTML page of a singlehtml build, at the top of ``site``.
 
     ``index.html`` redirects to the page, ``book/intro.html`` here, whose links to
-    ``_static/`` and ``_images/`` are written relative to the top folder: the page is copied
-    there (as ``book.html``) so that they resolve."""
+    ``_static/`` and ``_images/`` are written relative to the top folder: the page is
+    copied there (as ``book.html``) so that they resolve."""
     index = site / "index.html"
     if not index.is_file():
         raise FileNotFoundError(f"no book at {site}: run the singlehtml build first")
@@ -75,7 +77,8 @@ def find_page(site: pathlib.Path) -> pathlib.Path:
 
 
 def print_pdf(site: pathlib.Path, output: pathlib.Path) -> dict:
-    """Print the book at ``site`` to ``output``; returns the page report and the time."""
+    """Print the book at ``site`` to ``output``; returns the page report and the
+    time."""
     from playwright.sync_api import sync_playwright
 
     page_path = find_page(site)
@@ -97,7 +100,8 @@ def print_pdf(site: pathlib.Path, output: pathlib.Path) -> dict:
                     external.append(route.request.url)
                     route.abort()
 
-                local = "|".join(re.escape(s) for s in (base, "data:", "blob:", "about:"))
+                local = "|".join(re.escape(s)
+                                 for s in (base, "data:", "blob:", "about:"))
                 context.route(re.compile(f"^(?!{local})"), refuse)
                 page = context.new_page()
                 page.set_default_timeout(TIMEOUT_MS)
