@@ -1,7 +1,8 @@
 # Neural Tangent Kernel course: one entry point for readers, authors and CI.
 #
 #   make book       build the HTML book into _build/html (creates .venv if needed)
-#   make lab        open the chapters in JupyterLab (MyST rendered, .md opens as notebook)
+#   make lab        open the chapters in JupyterLab (MyST rendered, .md opens as a
+#                   notebook)
 #   make test       everything CI checks: unit tests, nbval on every chapter (twice: on
 #                   this CPU and under another floating-point profile), md/ipynb pair
 #                   check, dependency check, strict book build, plain-notebook check,
@@ -38,9 +39,10 @@ NOTEBOOKS := $(CHAPTERS:.md=.ipynb)
 PYTEST    := $(PY) -m pytest -p no:cacheprovider
 NBVAL     := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-# Another CPU's rounding on this one: XLA code generation limited to SSE4.2 (no AVX/FMA),
-# OpenBLAS/LAPACK on its Prescott kernels, one BLAS thread. The stored outputs must pass
-# nbval under this profile too (make nbval-profile), so they hold on any reader's CPU.
+# Another CPU's rounding on this one: XLA code generation limited to SSE4.2 (no
+# AVX/FMA), OpenBLAS/LAPACK on its Prescott kernels, one BLAS thread. The stored outputs
+# must pass nbval under this profile too (make nbval-profile), so they hold on any
+# reader's CPU.
 FP_PROFILE := XLA_FLAGS=--xla_cpu_max_isa=SSE4_2 OPENBLAS_CORETYPE=Prescott \
   OPENBLAS_NUM_THREADS=1
 
@@ -63,7 +65,8 @@ env: $(ENV_STAMP)
 # An active environment: install what is missing, never create a second one.
 .PHONY: .env-check
 .env-check:
-	@$(PY) -c "import ntk_companion, jupyter_book, nbval, jupytext, hypothesis, xdist, playwright, jupyterlab, jupyterlab_myst" 2>/dev/null || \
+	@$(PY) -c "import ntk_companion, jupyter_book, nbval, jupytext, hypothesis, xdist, \
+	  playwright, jupyterlab, jupyterlab_myst" 2>/dev/null || \
 	  $(PY) -m pip install --quiet -c $(LOCK) -e ".[book,test]"
 
 # MathJax's es5 bundle into _build/mathjax/static/mathjax/, which Sphinx copies to
@@ -71,48 +74,56 @@ env: $(ENV_STAMP)
 mathjax: $(MATHJAX_STAMP)
 
 $(MATHJAX_STAMP):
-	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to fetch MathJax for the book" >&2; exit 1; }
+	@command -v npm >/dev/null || { \
+	  echo "npm (Node.js) is needed to fetch MathJax for the book" >&2; exit 1; }
 	rm -rf $(MATHJAX_DIR)
-	npm install --prefix $(MATHJAX_DIR)/npm --no-save --no-package-lock --no-audit --no-fund \
-	  --loglevel=error mathjax@$(MATHJAX_VERSION)
+	npm install --prefix $(MATHJAX_DIR)/npm --no-save --no-package-lock --no-audit \
+	  --no-fund --loglevel=error mathjax@$(MATHJAX_VERSION)
 	mkdir -p $(MATHJAX_DIR)/static/mathjax
-	cp -R $(MATHJAX_DIR)/npm/node_modules/mathjax/es5 $(MATHJAX_DIR)/npm/node_modules/mathjax/LICENSE \
-	  $(MATHJAX_DIR)/static/mathjax/
+	cp -R $(MATHJAX_DIR)/npm/node_modules/mathjax/es5 \
+	  $(MATHJAX_DIR)/npm/node_modules/mathjax/LICENSE $(MATHJAX_DIR)/static/mathjax/
 	rm -rf $(MATHJAX_DIR)/npm
 	@touch $@
 
-# Hover previews (sphinx-tippy) use Popper and Tippy.js, from the npm registry like MathJax,
-# served from the build: _build/tippy/static/tippy-lib/ -> _build/html/_static/tippy-lib/.
+# Hover previews (sphinx-tippy) use Popper and Tippy.js, from the npm registry like
+# MathJax, served from the build: _build/tippy/static/tippy-lib/ ->
+# _build/html/_static/tippy-lib/.
 TIPPY_DIR   := _build/tippy
 TIPPY_STAMP := $(TIPPY_DIR)/static/tippy-lib/.installed-popper2.11.8-tippy6.3.7
 
 tippy: $(TIPPY_STAMP)
 
 $(TIPPY_STAMP):
-	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to fetch Tippy.js for the book" >&2; exit 1; }
+	@command -v npm >/dev/null || { \
+	  echo "npm (Node.js) is needed to fetch Tippy.js for the book" >&2; exit 1; }
 	rm -rf $(TIPPY_DIR)
-	npm install --prefix $(TIPPY_DIR)/npm --no-save --no-package-lock --no-audit --no-fund \
-	  --loglevel=error @popperjs/core@2.11.8 tippy.js@6.3.7
+	npm install --prefix $(TIPPY_DIR)/npm --no-save --no-package-lock --no-audit \
+	  --no-fund --loglevel=error @popperjs/core@2.11.8 tippy.js@6.3.7
 	mkdir -p $(TIPPY_DIR)/static/tippy-lib
 	cp $(TIPPY_DIR)/npm/node_modules/@popperjs/core/dist/umd/popper.min.js \
-	  $(TIPPY_DIR)/npm/node_modules/tippy.js/dist/tippy-bundle.umd.min.js $(TIPPY_DIR)/static/tippy-lib/
-	cp $(TIPPY_DIR)/npm/node_modules/tippy.js/LICENSE $(TIPPY_DIR)/static/tippy-lib/LICENSE-tippy
-	cp $(TIPPY_DIR)/npm/node_modules/@popperjs/core/LICENSE.md $(TIPPY_DIR)/static/tippy-lib/LICENSE-popper
+	  $(TIPPY_DIR)/npm/node_modules/tippy.js/dist/tippy-bundle.umd.min.js \
+	  $(TIPPY_DIR)/static/tippy-lib/
+	cp $(TIPPY_DIR)/npm/node_modules/tippy.js/LICENSE \
+	  $(TIPPY_DIR)/static/tippy-lib/LICENSE-tippy
+	cp $(TIPPY_DIR)/npm/node_modules/@popperjs/core/LICENSE.md \
+	  $(TIPPY_DIR)/static/tippy-lib/LICENSE-popper
 	rm -rf $(TIPPY_DIR)/npm
 	@touch $@
 
 book book-strict: tippy
 
-# The whole book as one PDF, offline: the one-page HTML build printed by headless Chromium
-# (tools/book_pdf.py: math typeset, code wrapped, solutions expanded). make pdf-test reads
-# it back with poppler's pdfinfo/pdftotext (page count, contents, no raw LaTeX or MyST).
+# The whole book as one PDF, offline: the one-page HTML build printed by headless
+# Chromium (tools/book_pdf.py: math typeset, code wrapped, solutions expanded). make
+# pdf-test reads it back with poppler's pdfinfo/pdftotext (page count, contents, no raw
+# LaTeX or MyST).
 PDF := _build/pdf/ntk-course.pdf
 
 pdf: env mathjax tippy
 	rm -rf _build/singlehtml
 	$(JB) build . --builder singlehtml --quiet
 	$(PY) tools/book_pdf.py _build/singlehtml $(PDF)
-	@if [ -d _build/html ]; then cp $(PDF) _build/html/ && echo "copied to _build/html/"; fi
+	@if [ -d _build/html ]; then \
+	  cp $(PDF) _build/html/ && echo "copied to _build/html/"; fi
 
 pdf-test: env
 	$(PYTEST) -q --tb=short --confcutdir=tests/pdf tests/pdf
@@ -151,12 +162,14 @@ test: env
 	@$(PY) tests/tree_state.py check
 
 notebooks: env
-	@for nb in $(CHAPTERS); do $(MAKE) --no-print-directory notebook NB=$$nb || exit 1; done
+	@for nb in $(CHAPTERS); do \
+	  $(MAKE) --no-print-directory notebook NB=$$nb || exit 1; done
 	$(MAKE) --no-print-directory plain-notebooks
 
-# Plain-Jupyter chapters (book/_ext/plain_notebooks.py): every HTML build writes them to
-# _build/html/notebooks/; book/notebooks/ holds the committed copies that Colab and Binder
-# open. plain-notebooks refreshes the copies, plain-check (in make test) compares them.
+# Plain-Jupyter chapters (book/_ext/plain_notebooks.py): every HTML build writes them
+# to _build/html/notebooks/; book/notebooks/ holds the committed copies that Colab and
+# Binder open. plain-notebooks refreshes the copies, plain-check (in make test) compares
+# them.
 plain-notebooks: book
 	mkdir -p book/notebooks
 	rm -f book/notebooks/*.ipynb
@@ -165,10 +178,12 @@ plain-notebooks: book
 plain-check: env
 	$(PY) book/_ext/plain_notebooks.py check _build/html/notebooks book/notebooks
 
-# JupyterLab on the chapters: jupyterlab-myst renders theorems, roles and math, and a .md
-# chapter opens as a notebook through jupytext (paired with its .ipynb). The settings in
-# book/_lab/overrides.json make the Jupytext notebook the default viewer of .md files.
-LAB_ARGS := --LabApp.app_settings_dir=$(CURDIR)/book/_lab --ServerApp.root_dir=$(CURDIR) \
+# JupyterLab on the chapters: jupyterlab-myst renders theorems, roles and math, and a
+# .md chapter opens as a notebook through jupytext (paired with its .ipynb). The
+# settings in book/_lab/overrides.json make the Jupytext notebook the default viewer of
+# .md files.
+LAB_ARGS := --LabApp.app_settings_dir=$(CURDIR)/book/_lab \
+  --ServerApp.root_dir=$(CURDIR) \
   $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: env
 	$(PY) -m jupyter lab $(LAB_ARGS) book/
