@@ -16,8 +16,10 @@ Three ways to compute it (cf. Novak et al. 2022, "Fast finite width neural tange
   vmapped over the basis vectors ``e_j``, over blocks of ``b`` columns; ``G(X1)`` is never
   formed.
 * ``"structured"`` (for ``apply_fn = model.apply`` of an :class:`~ntk_companion.MLP`
-  only): the layer factorization ``K = sum_l (D_l D_l'^T) * (c_l^2 A_l A_l'^T + beta^2)`` of
-  :mod:`ntk_companion.structured`, from one forward pass and one vector-Jacobian product:
+  or of a network of :mod:`ntk_companion.layers`): the layer factorization
+  ``K = sum_l (D_l D_l'^T) * (c_l^2 A_l A_l'^T + beta^2)`` of :mod:`ntk_companion.layer_ntk`
+  (the MLP is its layer network ``model.network``), from one forward pass and one
+  vector-Jacobian product:
   time ``O(n P + n1 n2 sum(widths))``, memory ``O(n sum(widths) + n1 n2)``, no Jacobian.
   With ``block_size = b`` the Grams are computed by ``b x b`` tiles (for ``x2=None`` only
   the tiles on and above the diagonal, then mirrored).
@@ -48,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from . import sharding, structured
+from . import layer_ntk, sharding
 from ._utils import static_callable
 from ._validation import (as_array, check_batch, check_callable, check_choice, check_finite,
                           check_int, check_params, check_rank, check_same_features,
@@ -182,8 +184,11 @@ def _ntk_ntvp(apply_fn: ApplyFn, params: PyTree, x1: jax.Array, x2: jax.Array | 
 
 def _ntk_structured(apply_fn: ApplyFn, params: PyTree, x1: jax.Array, x2: jax.Array | None,
                     block_size: int | None) -> jax.Array:
-    """The layer factorization of an MLP's kernel (``ntk_companion.structured``)."""
-    return structured.structured_ntk(apply_fn.__self__, params, x1, x2, block_size)
+    """The layer factorization of an MLP's kernel (``ntk_companion.layer_ntk``), by its
+    layer network."""
+    model = apply_fn.__self__
+    return layer_ntk.structured(model.network, model.network_params(params), x1, x2,
+                                block_size, trace=False)
 
 
 # Methods by name: f(apply_fn, params, x1, x2 or None, block_size) -> K (n1, n2), traceable
@@ -199,7 +204,7 @@ _METHODS: dict[str, Callable[..., jax.Array]] = {
 def _auto_method(apply_fn: ApplyFn, params: PyTree, n1: int, n2: int, P: int,
                  block_size: int | None) -> tuple[str, int | None]:
     """The method (and block size) ``"auto"`` uses. Rules are tried in order."""
-    if structured.mlp_of(apply_fn) is not None:
+    if layer_ntk.mlp_of(apply_fn) is not None:
         if block_size is None and max(n1, n2) > AUTO_BLOCK:
             block_size = AUTO_BLOCK
         return "structured", block_size
@@ -215,7 +220,11 @@ def _sharded(apply_fn: ApplyFn, params: PyTree, x1: jax.Array, x2: jax.Array | N
     """The kernel with its rows sharded over ``mesh`` (``ntk_companion.sharding``): each
     device computes the band ``K(x1_band, X2)`` by the method, not exploiting symmetry."""
     if method == "structured":
-        fn = partial(structured.structured_band, apply_fn.__self__, block_size)
+        model = apply_fn.__self__
+
+        def fn(xa: jax.Array, xb: jax.Array, p: PyTree, row0: jax.Array) -> tuple[jax.Array]:
+            return layer_ntk.structured_band(model.network, block_size, xa, xb,
+                                             model.network_params(p))
     else:
         def fn(xa: jax.Array, xb: jax.Array, p: PyTree, row0: jax.Array) -> tuple[jax.Array]:
             return (_METHODS[method](apply_fn, p, xa, sharding.gather(xb), block_size),)
@@ -253,7 +262,7 @@ def _check_per_example(apply_fn: ApplyFn, params: PyTree, x: jax.Array, name: st
     kernel of such a model only; a model that mixes the batch (``x - x.mean(0)``, batch
     normalization) has no per-pair kernel. An :class:`~ntk_companion.MLP` (per-example by
     construction) and traced inputs are not checked."""
-    if x.shape[0] < 2 or not is_concrete(x) or structured.mlp_of(apply_fn) is not None:
+    if x.shape[0] < 2 or not is_concrete(x) or layer_ntk.mlp_of(apply_fn) is not None:
         return
     if not all(is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(params)):
         return
@@ -305,19 +314,19 @@ def _vector_or_layers(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
                       trace: bool) -> jax.Array | None:
     """The kernel by :mod:`ntk_companion.layer_ntk` for a model with several outputs or a
     layer network's structured kernel; ``None`` for the scalar paths of this module."""
-    from . import layer_ntk
     net = layer_ntk.network_of(apply_fn)
-    mlp = structured.mlp_of(apply_fn)
+    mlp = layer_ntk.mlp_of(apply_fn)
     n = x1.shape[0]
     if mlp is not None:
+        if mlp.out_dim > 1 or method in ("structured", "auto"):
+            for xx, name in ((x1, "x1"), (x2, "x2")):   # (MLP.apply's checks)
+                if xx is not None and xx.ndim != 2:
+                    raise ValueError(f"{name} must be 2-D of shape (n, d_in) for an MLP, "
+                                     f"got shape {tuple(xx.shape)}")
+                if xx is not None:
+                    mlp._check_params(params, xx.shape[1])
         if mlp.out_dim == 1:
             return None
-        for xx, name in ((x1, "x1"), (x2, "x2")):
-            if xx is not None and xx.ndim != 2:
-                raise ValueError(f"{name} must be 2-D of shape (n, d_in) for an MLP, "
-                                 f"got shape {tuple(xx.shape)}")
-            if xx is not None:
-                mlp._check_params(params, xx.shape[1])
         k = mlp.out_dim
     else:
         out = jax.eval_shape(apply_fn, params, x1).shape
@@ -402,13 +411,10 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: jax.Array,
     if method == "auto":
         P = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params))
         method, block_size = _auto_method(apply_fn, params, n1, n2, P, block_size)
-    if method == "structured":
-        model = structured.mlp_of(apply_fn)
-        if model is None:
-            raise ValueError("method='structured' needs apply_fn = model.apply of an "
-                             "ntk_companion.MLP (a bound method); use method='jacobian', "
-                             "'ntvp' or 'auto' for other models")
-        structured.check_inputs(model, params, x1, x2)
+    if method == "structured" and layer_ntk.mlp_of(apply_fn) is None:
+        raise ValueError("method='structured' needs apply_fn = model.apply of an "
+                         "ntk_companion.MLP (a bound method); use method='jacobian', "
+                         "'ntvp' or 'auto' for other models")
     mesh = sharding.row_mesh()
     if mesh is not None:
         params, x1, x2 = sharding.global_inputs((params, x1, x2), mesh)

@@ -32,12 +32,19 @@ grow with a width-independent learning rate.
 
 Parameters are a list with one dict per dense layer, ``{"W": (fan_in, fan_out), "b":
 (fan_out,)}``; the key ``"b"`` is absent when ``b_std == 0`` (no bias at all).
+
+The network is computed by the layer library: ``model.network`` is the
+:func:`~ntk_companion.layers.serial` network ``Dense -> Activation -> ... -> Dense`` of
+:mod:`ntk_companion.layers` (the readout marked ``readout=True`` in ``"mup"``) and
+``model.network_params(params)`` its parameters, so ``apply``, the hidden features and the
+structured empirical NTK (:mod:`ntk_companion.layer_ntk`) are those of that network.
 """
 from __future__ import annotations
 
 import functools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from functools import partial
 from typing import Any, Callable, Union
 
@@ -46,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _random
-from .parameterizations import PARAMETERIZATIONS, layer_multipliers
+from .parameterizations import PARAMETERIZATIONS
 from ._validation import (as_array, check_batch, check_choice, check_finite,
                           check_int, check_scalar, is_concrete, named_or_callable)
 
@@ -269,6 +276,41 @@ class MLP:
     def _widths(self, d_in: int) -> tuple[int, ...]:
         return (d_in, *self.hidden, self.out_dim)
 
+    @cached_property
+    def network(self) -> Any:
+        """The same network in :mod:`ntk_companion.layers`: ``serial(Dense(m_1),
+        Activation, ..., Dense(m_L), Activation, Dense(out_dim))`` with this model's
+        ``W_std``, ``b_std`` and parameterization (the last ``Dense`` with
+        ``readout=True`` in ``"mup"``); it takes the parameters of :meth:`network_params`.
+
+        >>> import jax
+        >>> import ntk_companion as ntk
+        >>> model = ntk.MLP(hidden=(4,), activation="erf")
+        >>> p = model.init(jax.random.PRNGKey(0), 2)
+        >>> x = jax.numpy.ones((3, 2))
+        >>> out = model.network.apply(model.network_params(p), x)
+        >>> bool((out[:, 0] == model.apply(p, x)).all())
+        True
+        """
+        from . import layers as nl       # (layers imports this module)
+        dense = functools.partial(nl.Dense, W_std=self.W_std, b_std=self.b_std,
+                                  parameterization=self.parameterization)
+        parts: list = []
+        for m in self.hidden:
+            parts += [dense(m), nl.Activation(self.activation)]
+        parts.append(dense(self.out_dim, readout=self.parameterization == "mup"))
+        return nl.serial(*parts)
+
+    def network_params(self, params: Params) -> list:
+        """``params`` (one dict per dense layer) as parameters of :attr:`network`: the
+        same arrays, with a ``()`` for every activation."""
+        out: list = []
+        for i, layer in enumerate(params):
+            out.append(layer)
+            if i < len(params) - 1:
+                out.append(())
+        return out
+
     def num_params(self, d_in: int) -> int:
         """Number of trainable parameters ``P`` for input dimension ``d_in``:
         sum over layers of ``fan_in * fan_out`` (+ ``fan_out`` with biases)."""
@@ -357,8 +399,8 @@ class MLP:
 # concrete Threefry key and float32/float64 it draws the values of ``jax.random.normal``
 # bitwise, from one compiled program per dtype (``_random``: no compilation per layer shape,
 # which cost ~0.4 CPU-s per new shape); otherwise it calls ``jax.random.normal`` per layer.
-# ``_forward`` is compiled once per model and input shape (the model is a hashable static
-# argument) and is inlined inside an outer ``jit``.
+# ``_forward`` (the layer network ``model.network``) is compiled once per model and input
+# shape (the model is a hashable static argument) and is inlined inside an outer ``jit``.
 
 def _init(model: MLP, key: jax.Array, d_in: int, dtype: np.dtype) -> Params:
     widths = model._widths(d_in)
@@ -400,39 +442,18 @@ def _init_chunked(model: MLP, key: jax.Array, widths: tuple[int, ...],
     return params
 
 
-def _dense(model: MLP, layer: dict, a: jax.Array, readout: bool = False) -> jax.Array:
-    """One dense layer, ``z = (W_std/sqrt(fan_in)) a W + b_std b`` (NTK) or ``a W + b``
-    (standard); muP: ``parameterizations.layer_multipliers`` (the readout's differs)."""
-    W = layer["W"]
-    if model.parameterization == "mup":
-        c_w, c_b = layer_multipliers("mup", model.W_std, model.b_std, W.shape[0], readout)
-        z = c_w * (a @ W)
-        if "b" in layer:
-            z = z + c_b * layer["b"]
-    elif model.parameterization == "ntk":
-        z = (model.W_std / math.sqrt(W.shape[0])) * (a @ W)
-        if "b" in layer:
-            z = z + model.b_std * layer["b"]
-    else:
-        z = a @ W
-        if "b" in layer:
-            z = z + layer["b"]
-    return z
-
-
 def _activations(model: MLP, params: Params, x: jax.Array) -> list[jax.Array]:
-    """``[a^1(x), ..., a^L(x), f(x)]``: the post-activations of the hidden layers, then the
-    readout's output of shape ``(n, out_dim)``."""
-    sigma = get_activation(model.activation)
-    a, out = x, []
-    for i, layer in enumerate(params):
-        z = _dense(model, layer, a, readout=i == model.depth)
-        a = sigma(z) if i < model.depth else z
-        out.append(a)
-    return out
+    """``[a^1(x), ..., a^L(x), f(x)]``: the post-activations of the hidden layers (the
+    outputs of the network's ``Activation`` layers), then the readout's output of shape
+    ``(n, out_dim)``."""
+    outs, a = [], x
+    for layer, p in zip(model.network.layers, model.network_params(params)):
+        a = layer._fwd(p, a, None)
+        outs.append(a)
+    return outs[1::2] + [outs[-1]]
 
 
 @partial(jax.jit, static_argnums=0)
 def _forward(model: MLP, params: Params, x: jax.Array) -> jax.Array:
-    a = _activations(model, params, x)[-1]
+    a = model.network._fwd(model.network_params(params), x, None)
     return a[:, 0] if model.out_dim == 1 else a

@@ -12,7 +12,6 @@ import pytest
 
 import ntk_companion as ntk
 from ntk_companion import layers as nl
-from ntk_companion.layer_ntk import mlp_network, mlp_params
 
 
 def _rel(a, b):
@@ -94,7 +93,7 @@ def test_mlp_vector_outputs_every_method():
 @pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
 def test_serial_form_of_mlp(activation):
     model = ntk.MLP(hidden=(9, 8), activation=activation, W_std=1.4, b_std=0.2)
-    net = mlp_network(model)
+    net = model.network
     x = jax.random.normal(jax.random.key(5), (6, 3))
     x2 = x[:4] + 0.5
     if activation != "tanh":   # (quadrature is not symmetric in its arguments: the
@@ -106,7 +105,7 @@ def test_serial_form_of_mlp(activation):
     kx = net.kernels(x, x2)
     assert _rel(kx.nngp, ka.nngp) < 1e-12 and _rel(kx.ntk, ka.ntk) < 1e-12
     p = model.init(jax.random.key(6), 3)
-    q = mlp_params(model, p)
+    q = model.network_params(p)
     assert _rel(net.apply(q, x)[:, 0], model.apply(p, x)) < 1e-14
     K_mlp = ntk.empirical_ntk(model.apply, p, x, method="structured")
     K_net = ntk.empirical_ntk(net.apply, q, x, method="structured")

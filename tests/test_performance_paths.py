@@ -17,7 +17,7 @@ import pytest
 
 import ntk_companion as ntk
 from helpers import normal_params
-from ntk_companion import _random, empirical, structured
+from ntk_companion import _random, empirical, layer_ntk
 
 
 def assert_kernel_close(K, ref):
@@ -73,9 +73,9 @@ def test_auto_uses_structured_for_an_mlp_and_tiles_large_kernels():
     assert empirical._auto_method(model.apply, params, n, 3, P, None) == (
         "structured", empirical.AUTO_BLOCK)
     assert empirical._auto_method(model.apply, params, n, 3, P, 5) == ("structured", 5)
-    assert structured.mlp_of(model.apply) is model
-    assert structured.mlp_of(lambda p, x: model.apply(p, x)) is None
-    assert structured.mlp_of(model.num_params) is None
+    assert layer_ntk.mlp_of(model.apply) is model
+    assert layer_ntk.mlp_of(lambda p, x: model.apply(p, x)) is None
+    assert layer_ntk.mlp_of(model.num_params) is None
 
 
 def test_structured_float32_and_mixed_dtypes():
