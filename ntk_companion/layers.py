@@ -511,8 +511,8 @@ class Dense(_Affine):
     ``z_s = (W_std / sqrt(C)) a_s W + b_std b`` (NTK parameterization).
 
     ``parameterization="mup"`` (maximal update, as in :class:`~ntk_companion.MLP`): as
-    ``"ntk"``, except that the layer marked ``readout=True`` (the network's last) computes
-    ``z_s = (W_std / C) a_s W + b_std b``; the multipliers are those of
+    ``"ntk"``, except that the layer marked ``readout=True`` (the network's last)
+    computes ``z_s = (W_std / C) a_s W + b_std b``; the multipliers are those of
     :func:`~ntk_companion.parameterizations.layer_multipliers`. Its features move as the
     width grows, so it has no kernel limit: ``kernels`` raises a ``ValueError``.
     ``readout`` is accepted with ``"mup"`` only (it changes no other parameterization).
@@ -543,15 +543,15 @@ class Dense(_Affine):
                             f"{type(self.readout).__name__}")
         object.__setattr__(self, "readout", bool(self.readout))
         if self.readout and self.parameterization != "mup":
-            raise ValueError(f"readout=True changes the maximal-update parameterization "
-                             f"only; use it with parameterization='mup', got "
-                             f"{self.parameterization!r}")
+            raise ValueError("readout=True changes the maximal-update "
+                             "parameterization only; use it with "
+                             f"parameterization='mup', got {self.parameterization!r}")
 
     def centered(self, in_centered: bool) -> bool:
         if self.parameterization == "mup":     # (the kernel engine's first check)
-            raise ValueError("Dense(parameterization='mup') has no infinite-width kernel "
-                             "limit (its features move as the width grows); kernels are "
-                             "defined for 'ntk' and 'standard'")
+            raise ValueError("Dense(parameterization='mup') has no infinite-width "
+                             "kernel limit (its features move as the width grows); "
+                             "kernels are defined for 'ntk' and 'standard'")
         return True
 
     def out_shape(self, in_shape: Shape) -> Shape:

@@ -50,7 +50,8 @@ def _serial(model):
     parts = []
     for m in model.hidden:
         parts += [nl.Dense(m, W_STD, b, par), nl.Activation("tanh")]
-    return nl.serial(*parts, nl.Dense(model.out_dim, W_STD, b, par, readout=par == "mup"))
+    readout = nl.Dense(model.out_dim, W_STD, b, par, readout=par == "mup")
+    return nl.serial(*parts, readout)
 
 
 @pytest.mark.parametrize("parameterization", PARS)
@@ -81,15 +82,16 @@ def test_structured_equals_jacobian(parameterization, b_std, out_dim):
     for args in ((x,), (x, x2)):
         K = ntk.empirical_ntk(model.apply, p, *args, method="structured", block_size=4)
         J = ntk.empirical_ntk(model.apply, p, *args, method="jacobian")
-        assert K.shape == J.shape == ((6, len(args[-1])) + ((3, 3) if out_dim == 3 else ()))
+        outputs = (3, 3) if out_dim == 3 else ()
+        assert K.shape == J.shape == (6, len(args[-1]), *outputs)
         assert float(jnp.max(jnp.abs(K - J))) < 1e-10 * float(jnp.max(jnp.abs(J)))
 
 
 def test_mup_readout_multiplier_in_the_kernel():
     """mup differs from NTK in the readout multiplier only (``W_std / n_L`` instead of
-    ``W_std / sqrt(n_L)``), and every share of the kernel carries its square (the readout
-    share through ``c^2``, the others through ``delta``), except the readout bias's
-    ``b_std^2``: ``K_mup = (K_ntk - b_std^2) / n_L + b_std^2``."""
+    ``W_std / sqrt(n_L)``), and every share of the kernel carries its square (the
+    readout share through ``c^2``, the others through ``delta``), except the readout
+    bias's ``b_std^2``: ``K_mup = (K_ntk - b_std^2) / n_L + b_std^2``."""
     kw = dict(hidden=(6,), activation="tanh", W_std=W_STD, b_std=0.2)
     mup, ntk_model = ntk.MLP(parameterization="mup", **kw), ntk.MLP(**kw)
     p = ntk_model.init(jax.random.key(3), 3)
@@ -111,5 +113,6 @@ def test_dense_mup_and_readout_errors():
     x = _x()
     for net in (nl.Dense(1, parameterization="mup", readout=True),
                 ntk.MLP((4,), parameterization="mup").network):
-        with pytest.raises(ValueError, match=r"'mup'\) has no infinite-width kernel limit"):
+        with pytest.raises(ValueError,
+                           match=r"'mup'\) has no infinite-width kernel limit"):
             net.kernels(x)
