@@ -54,12 +54,21 @@ def _serial(model):
     return nl.serial(*parts, readout)
 
 
-@pytest.mark.parametrize("parameterization", PARS)
-@pytest.mark.parametrize("b_std", [0.0, 0.2])
-@pytest.mark.parametrize("out_dim", [1, 3])
-def test_apply_is_the_serial_network(parameterization, b_std, out_dim):
+CASES = [(par, b, k) for par in PARS for b in (0.0, 0.2) for k in (1, 3)]
+
+
+@pytest.fixture(params=CASES, ids=lambda c: "-".join(map(str, c)))
+def mlp(request):
+    """``(model, params)`` for every parameterization, with and without biases, one
+    and three outputs."""
+    parameterization, b_std, out_dim = request.param
     model = ntk.MLP((7, 5), "tanh", W_STD, b_std, parameterization, out_dim)
-    p = model.init(jax.random.key(0), 3)
+    return model, model.init(jax.random.key(0), 3)
+
+
+def test_apply_is_the_serial_network(mlp):
+    model, p = mlp
+    out_dim = model.out_dim
     x = _x()
     f = model.apply(p, x)
     g = _serial(model).apply(model.network_params(p), x)
@@ -72,12 +81,9 @@ def test_apply_is_the_serial_network(parameterization, b_std, out_dim):
     assert model.network == _serial(model)
 
 
-@pytest.mark.parametrize("parameterization", PARS)
-@pytest.mark.parametrize("b_std", [0.0, 0.2])
-@pytest.mark.parametrize("out_dim", [1, 3])
-def test_structured_equals_jacobian(parameterization, b_std, out_dim):
-    model = ntk.MLP((7, 5), "tanh", W_STD, b_std, parameterization, out_dim)
-    p = model.init(jax.random.key(0), 3)
+def test_structured_equals_jacobian(mlp):
+    model, p = mlp
+    out_dim = model.out_dim
     x, x2 = _x(), _x(4, seed=2)
     for args in ((x,), (x, x2)):
         K = ntk.empirical_ntk(model.apply, p, *args, method="structured", block_size=4)
