@@ -48,7 +48,7 @@ training
 empirical
     ``jacobian(apply_fn, params, x)`` = G; ``empirical_ntk(apply_fn, params, x1, x2)`` =
     G(x1) G(x2)^T (methods "jacobian", "ntvp", "structured" (an MLP's kernel layer by
-    layer, no Jacobian; module ``structured``), "auto"; ``block_size=`` for tiles);
+    layer, no Jacobian; module ``layer_ntk``), "auto"; ``block_size=`` for tiles);
     ``ntk_vp(apply_fn, params, x, v)`` = H v without forming H.
 linearize
     ``linearize(apply_fn, params0)`` -> ``f_lin(params, x) = f(x; theta_0) +

@@ -1,4 +1,4 @@
-"""Kernel matrices computed in tiles, in bounded memory (private; used by ``structured``,
+"""Kernel matrices computed in tiles, in bounded memory (private; used by ``layer_ntk``,
 ``empirical`` and ``analytic``).
 
 A kernel matrix ``K[i, j] = k(row_i, col_j)`` of shape ``(n1, n2)`` is filled by tiles of at

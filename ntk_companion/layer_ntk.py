@@ -1,11 +1,11 @@
 r"""Empirical NTK of layer-built networks and of models with vector outputs.
 
-Used by :func:`ntk_companion.empirical_ntk`: for a model with ``k > 1`` outputs it returns
-the full kernel ``K[i, j, a, b] = <grad_theta f_a(x_i), grad_theta f_b(x'_j)>`` of shape
-``(n1, n2, k, k)``, or with ``trace=True`` its trace over the outputs ``sum_a K[i, j, a, a]``
-of shape ``(n1, n2)``, by every method; for ``apply_fn = net.apply`` of a network of
-:mod:`ntk_companion.layers` (any number of outputs) ``"structured"`` (and ``"auto"``) use
-the layer factorization below.
+Used by :func:`ntk_companion.empirical_ntk`: for a model with ``k > 1`` outputs it
+returns the full kernel ``K[i, j, a, b] = <grad_theta f_a(x_i), grad_theta f_b(x'_j)>``
+of shape ``(n1, n2, k, k)``, or with ``trace=True`` its trace over the outputs ``sum_a
+K[i, j, a, a]`` of shape ``(n1, n2)``, by every method; for ``apply_fn = net.apply`` of
+a network of :mod:`ntk_companion.layers` (any number of outputs) ``"structured"`` (and
+``"auto"``) use the layer factorization below.
 
 Structured method
 -----------------
@@ -16,17 +16,60 @@ One forward pass stores the input ``a_l`` of every ``Dense``/``Conv`` layer ``l`
 ``P_{l,s}`` of position ``s`` (``Conv.patches``; for a dense layer
 the input at ``s``) the layer contributes
 
-    K_l[i, j, a, b] = c_l^2 sum_{s,t} (P_s(x_i) . P_t(x'_j)) (delta^a_s(x_i) . delta^b_t(x'_j))
+    K_l[i, j, a, b] = c_l^2 sum_{s,t} (P_s(x_i) . P_t(x'_j))
+                              (delta^a_s(x_i) . delta^b_t(x'_j))
                       + beta_l^2 (sum_s delta^a_s(x_i)) . (sum_t delta^b_t(x'_j)),
 
-computed either as that sum of position Grams (cost ``|S|^2 (N + C)`` per pair of inputs)
-or as the Gram of the per-example weight gradients ``g^a = sum_s P_s delta^{a T}_s``
-(``N C`` per pair), whichever is cheaper. A layer built from ``Dense`` projections
+computed either as that sum of position Grams (cost ``|S|^2 (N + C)`` per pair of
+inputs) or as the Gram of the per-example weight gradients ``g^a = sum_s P_s delta^{a
+T}_s`` (``N C`` per pair), whichever is cheaper; a layer on vectors (one position, ``|S|
+= 1``, every layer of an MLP) by the product of two Grams, ``K_l[i, j, a, b] = (c_l^2
+a_l(x_i) . a_l(x'_j) + beta_l^2) (delta^a(x_i) . delta^b(x'_j))`` (``N + C`` per pair,
+see below). A layer built from ``Dense`` projections
 (:class:`~ntk_companion.GlobalSelfAttention`: queries and keys, values, output) records
-each of them, so its share is the sum of theirs. The Grams are computed by ``block_size`` tiles
-(``ntk_companion._tiling``). Several devices: the vector-output and layer paths run on
-one device (the result is replicated); the scalar paths of :mod:`ntk_companion.empirical`
-shard rows.
+each of them, so its share is the sum of theirs. The Grams are computed by
+``block_size`` tiles (``ntk_companion._tiling``). Several devices: the vector-output and
+layer paths run on one device (the result is replicated); the scalar paths of
+:mod:`ntk_companion.empirical` shard rows (an MLP with one output:
+:func:`structured_band`).
+
+MLPs
+----
+:class:`~ntk_companion.MLP` is the serial network ``model.network``, so its structured
+kernel is the one above. A dense layer ``l`` (``l = 1 .. L+1``) maps its input
+``a^{l-1}`` (width ``n_{l-1}``, ``a^0 = x``) to ``z^l = c_l a^{l-1} W_l + beta b_l``:
+NTK parameterization ``c_l = W_std / sqrt(n_{l-1})``, ``beta = b_std``; standard
+parameterization ``c_l = 1``, ``beta = 1`` (its ``W`` and ``b`` are the raw parameters);
+maximal-update parameterization as NTK except the readout's ``c_{L+1} = W_std / n_L``
+(``parameterizations.layer_multipliers``). With the backpropagated signal ``delta^l(x) =
+d f(x) / d z^l`` (a row vector of width ``n_l``), the gradients are
+
+    d f / d W_l[j, k] = c_l a^{l-1}_j delta^l_k,      d f / d b_l[k] = beta delta^l_k,
+
+so the layer's share of ``K(x, x') = <grad_theta f(x), grad_theta f(x')>`` factorizes:
+
+    K(x, x') = sum_l (delta^l(x) . delta^l(x'))
+                     (c_l^2 a^{l-1}(x) . a^{l-1}(x') + beta^2 [bias]).
+
+For the scalar readout ``delta^{L+1} = 1``. On batches ``X1``, ``X2`` with ``A_l`` the
+``(n, n_{l-1})`` matrix of the ``a^{l-1}`` and ``D_l`` the ``(n, n_l)`` matrix of the
+``delta^l``:
+
+    K(X1, X2) = sum_l (D_l(X1) D_l(X2)^T) * (c_l^2 A_l(X1) A_l(X2)^T + beta^2)
+
+(``*`` entrywise).
+
+Cost: the passes take ``O(n P)`` time; the Grams ``O(n1 n2 sum_l (n_{l-1} + n_l))``;
+memory ``O(n sum_l n_l)`` for the features plus the ``n1 x n2`` result (with
+``block_size = b`` the Grams are computed by ``b x b`` tiles, ``O(b^2)`` temporaries).
+The Jacobian method needs ``O(n P)`` memory and ``O(n1 n2 P)`` time, with ``P ~ sum_l
+n_{l-1} n_l``: for hidden widths ``m`` the structured method is about ``m / 2`` times
+cheaper in the Gram and holds no ``n x P`` Jacobian. Every activation works (``delta``
+comes from JAX's derivative of the activation, as in the other methods), every
+parameterization, any depth (``hidden=()`` is a linear model), with or without biases,
+any parameter values; one output gives ``(n1, n2)``, ``k`` outputs the ``(n1, n2, k,
+k)`` kernel. The result equals the Jacobian method's to rounding
+(``tests/test_performance_paths.py``: relative 1e-10 in float64).
 """
 from __future__ import annotations
 
@@ -37,7 +80,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from . import _tiling
+from . import _tiling, sharding
 from .layers import Layer, _Affine
 from .models import MLP
 
@@ -52,13 +95,23 @@ def network_of(apply_fn: Callable) -> Layer | None:
     return None
 
 
+def mlp_of(apply_fn: Callable) -> MLP | None:
+    """The ``MLP`` whose bound ``apply`` method ``apply_fn`` is, else ``None``."""
+    owner = getattr(apply_fn, "__self__", None)
+    if isinstance(owner, MLP) and getattr(apply_fn, "__func__", None) is MLP.apply:
+        return owner
+    return None
+
+
 class _Recorder:
-    """Collects ``(layer, input)`` of every affine layer and adds the taps to its output."""
+    """Collects ``(layer, input)`` of every affine layer and adds the taps to its
+    output."""
 
     def __init__(self, taps: list | None) -> None:
         self.taps, self.layers, self.inputs, self.shapes = taps, [], [], []
 
-    def __call__(self, layer: _Affine, params: Any, a: jax.Array, z: jax.Array) -> jax.Array:
+    def __call__(self, layer: _Affine, params: Any, a: jax.Array,
+                 z: jax.Array) -> jax.Array:
         self.layers.append(layer)
         self.inputs.append(a)
         self.shapes.append((z.shape, z.dtype))
@@ -73,10 +126,11 @@ def _output_dim(out_shape: tuple) -> int:
 
 def features(net: Layer, params: Any, x: jax.Array) -> tuple[list[tuple], list[tuple]]:
     """``(meta, arrays)``: per affine layer ``meta = (kind, c^2, beta^2)`` (static) and
-    ``arrays = (U, V)``: ``kind == "pos"``: ``U`` the patches
-    ``(n, |S|, N)``, ``V`` the signals ``(n, k, |S|, C)``; ``kind == "grad"``: ``U`` the
-    per-example weight gradients ``(n, k, N, C)``, ``V`` the summed signals ``(n, k, C)``.
-    Traceable."""
+    ``arrays = (U, V)``: ``kind == "vec"`` (one position): ``U`` the inputs ``(n, N)``,
+    ``V`` the signals ``(n, k, C)``; ``kind == "pos"``: ``U`` the patches ``(n, |S|,
+    N)``, ``V`` the signals ``(n, k, |S|, C)``; ``kind == "grad"``: ``U`` the
+    per-example weight gradients ``(n, k, N, C)``, ``V`` the summed signals
+    ``(n, k, C)``. Traceable."""
     probe = _Recorder(None)
     out_shape = jax.eval_shape(lambda: net._fwd(params, x, probe)).shape
     k = _output_dim(out_shape)
@@ -98,7 +152,10 @@ def features(net: Layer, params: Any, x: jax.Array) -> tuple[list[tuple], list[t
         D = jnp.moveaxis(d.reshape(k, n, -1, d.shape[-1]), 0, 1)   # (n, k, S, C)
         c2, b2 = layer.coefficients(tuple(a.shape[1:]))
         S, N, C = P.shape[1], P.shape[2], D.shape[-1]
-        if S * S * (N + C) <= N * C:
+        if S == 1:
+            meta.append(("vec", c2, b2))
+            feats.append((P[:, 0], D[:, :, 0]))
+        elif S * S * (N + C) <= N * C:
             meta.append(("pos", c2, b2))
             feats.append((P, D))
         else:
@@ -118,6 +175,15 @@ def _layer_tile(meta: tuple, f1: tuple, f2: tuple, trace: bool) -> jax.Array:
     U2, V2 = f2
     o = "ija" if trace else "ijab"
     b = "a" if trace else "b"
+    if kind == "vec":      # (c^2 U1 U2^T + beta^2) * (V1 V2^T): two Grams
+        GU = c2 * _hi("in,jn->ij", U1, U2)
+        if b2:
+            GU = GU + b2
+        if trace:
+            n1, n2 = V1.shape[0], V2.shape[0]
+            GV = _hi("ik,jk->ij", V1.reshape(n1, -1), V2.reshape(n2, -1))
+            return GU * GV
+        return GU[:, :, None, None] * _hi("iac,jbc->ijab", V1, V2)
     if kind == "pos":
         GP = _hi("isn,jtn->ijst", U1, U2)
         GD = _hi(f"iasc,j{b}tc->{o}st", V1, V2)
@@ -133,9 +199,9 @@ def _layer_tile(meta: tuple, f1: tuple, f2: tuple, trace: bool) -> jax.Array:
 def _fill4(tile4: Callable, rows: Any, cols: Any, n1: int, n2: int, k: int, trace: bool,
            block_size: int | None, symmetric: bool, dtype: Any) -> jax.Array:
     """Tiles of a ``(n1, n2, k, k)`` kernel (``(n1, n2)`` when ``trace``) by
-    ``_tiling.fill``, one ``(n1, n2)`` matrix per output pair. The full kernel of a symmetric
-    pair of batches is computed without the mirror (``K[j, i, b, a] = K[i, j, a, b]`` mixes
-    output pairs)."""
+    ``_tiling.fill``, one ``(n1, n2)`` matrix per output pair. The full kernel of a
+    symmetric pair of batches is computed without the mirror
+    (``K[j, i, b, a] = K[i, j, a, b]`` mixes output pairs)."""
     if trace or k == 1:
         def tile(r, c, row0, col0, diagonal):
             K = tile4(r, c)
@@ -173,7 +239,8 @@ def structured(net: Layer, params: Any, x1: jax.Array, x2: jax.Array | None,
 
     def tile4(r, c):
         return sum(_layer_tile(m, a, b, reduce) for m, a, b in zip(meta, r, c))
-    return _fill4(tile4, f1, f2, n1, n2, k, reduce, block_size, x2 is None, _dtype(params))
+    return _fill4(tile4, f1, f2, n1, n2, k, reduce, block_size, x2 is None,
+                  _dtype(params))
 
 
 def _flat(apply_fn: Callable, params: Any, k: int) -> tuple[jax.Array, Callable]:
@@ -184,8 +251,9 @@ def _flat(apply_fn: Callable, params: Any, k: int) -> tuple[jax.Array, Callable]
     return flat, f1
 
 
-def jacobian_method(apply_fn: Callable, params: Any, x1: jax.Array, x2: jax.Array | None,
-                    block_size: int | None, trace: bool, k: int) -> jax.Array:
+def jacobian_method(apply_fn: Callable, params: Any, x1: jax.Array,
+                    x2: jax.Array | None, block_size: int | None, trace: bool,
+                    k: int) -> jax.Array:
     """``G(X1) G(X2)^T`` with per-example Jacobians ``(k, P)``, by tiles."""
     flat, f1 = _flat(apply_fn, params, k)
     jac = jax.vmap(jax.jacrev(f1), in_axes=(None, 0))
@@ -227,39 +295,33 @@ def ntvp_method(apply_fn: Callable, params: Any, x1: jax.Array, x2: jax.Array | 
     return jnp.trace(K, axis1=2, axis2=3) if trace else K
 
 
-def mlp_network(model: MLP) -> Layer:
-    """The :func:`~ntk_companion.layers.serial` network of an ``MLP`` (same function for
-    parameters converted by :func:`mlp_params`)."""
-    from . import layers as nl
-    parts: list = []
-    for m in model.hidden:
-        parts += [nl.Dense(m, model.W_std, model.b_std, model.parameterization),
-                  nl.Activation(model.activation)]
-    parts.append(nl.Dense(model.out_dim, model.W_std, model.b_std, model.parameterization))
-    return nl.serial(*parts)
+def structured_band(net: Layer, block_size: int | None, xa: jax.Array, xb: jax.Array,
+                    params: Any) -> tuple[jax.Array]:
+    """Inside ``sharding.shard_rows``: the band ``K(xa, X2)`` of one device of a network
+    with one output (``(n_a, n2)``); the features of ``X2`` are computed by bands and
+    gathered."""
+    meta, fa = features(net, params, xa)
+    fb = sharding.gather(features(net, params, xb)[1])
+    n2 = fb[0][0].shape[0]
+
+    def tile4(r, c):
+        return sum(_layer_tile(m, a, b, True) for m, a, b in zip(meta, r, c))
+    return (_fill4(tile4, fa, fb, xa.shape[0], n2, 1, True, block_size, False,
+                   _dtype(params)),)
 
 
-def mlp_params(model: MLP, params: list) -> list:
-    """``MLP`` parameters as parameters of :func:`mlp_network` (a ``()`` per activation)."""
-    out: list = []
-    for i, layer in enumerate(params):
-        out.append(layer)
-        if i < model.depth:
-            out.append(())
-    return out
-
-
-@functools.partial(jax.jit, static_argnames=("apply_fn", "method", "block_size", "trace",
-                                             "k"))
+@functools.partial(jax.jit, static_argnames=("apply_fn", "method", "block_size",
+                                             "trace", "k"))
 def vector_ntk(apply_fn: Callable, params: Any, x1: jax.Array, x2: jax.Array | None, *,
                method: str, block_size: int | None, trace: bool, k: int) -> jax.Array:
-    """The empirical NTK of a model with ``k`` outputs (or a layer network) by ``method``
-    (``"jacobian"``, ``"ntvp"``, ``"structured"``); see the module docstring."""
+    """The empirical NTK of a model with ``k`` outputs (or a layer network) by
+    ``method`` (``"jacobian"``, ``"ntvp"``, ``"structured"``); see the module
+    docstring."""
     if method == "structured":
         net = network_of(apply_fn)
         if net is None:                        # an MLP (checked by the caller)
             model = apply_fn.__self__
-            net, params = mlp_network(model), mlp_params(model, params)
+            net, params = model.network, model.network_params(params)
         K = structured(net, params, x1, x2, block_size, trace)
         return K[:, :, 0, 0] if (k == 1 and not trace and K.ndim == 4) else K
     fn = jacobian_method if method == "jacobian" else ntvp_method

@@ -56,6 +56,7 @@ from ._validation import (as_array, check_batch, check_choice, check_finite, che
                           check_same_features, check_scalar)
 from .analytic import AUTO_BLOCK, Kernels, _CLOSED_FORMS, _moments_fn
 from .models import _is_key, get_activation
+from .parameterizations import PARAMETERIZATIONS, layer_multipliers
 
 __all__ = ["Layer", "Dense", "Conv", "Activation", "AvgPool", "GlobalAvgPool", "Flatten",
            "LayerNorm", "Identity", "serial", "parallel_sum", "KernelState",
@@ -423,12 +424,17 @@ def _normals(key: jax.Array, shapes: Sequence[Shape], dtype: np.dtype) -> list[j
 class _Affine(Layer):
     """Shared by Dense and Conv: parameters, coefficients, the structured share."""
 
+    #: the parameterizations the layer offers; whether it is a network's readout (only
+    #: ``Dense`` has the field, which changes the maximal-update multiplier)
+    _parameterizations = ("ntk", "standard")
+    readout = False
+
     def _check_common(self) -> None:
         object.__setattr__(self, "out_channels",
                            check_int(self.out_channels, "out_channels", minimum=1))
         object.__setattr__(self, "W_std", check_scalar(self.W_std, "W_std", positive=True))
         object.__setattr__(self, "b_std", check_scalar(self.b_std, "b_std", nonnegative=True))
-        check_choice(self.parameterization, "parameterization", ("ntk", "standard"))
+        check_choice(self.parameterization, "parameterization", self._parameterizations)
 
     def centered(self, in_centered: bool) -> bool:
         return True
@@ -464,13 +470,16 @@ class _Affine(Layer):
             raise ValueError(f"params of {name} " + ("need a bias 'b' (b_std > 0)"
                              if self.has_bias else "must not have a bias 'b' (b_std == 0)"))
 
+    def _multipliers(self, fan_in: int) -> tuple[float, float]:
+        """``(c, beta)`` of ``z = c (W * a) + beta b``: the table
+        :func:`~ntk_companion.parameterizations.layer_multipliers`."""
+        return layer_multipliers(self.parameterization, self.W_std, self.b_std, fan_in,
+                                 self.readout)
+
     def coefficients(self, in_shape: Shape) -> tuple[float, float]:
         """``(c^2, beta^2)`` of the structured share (0 for ``beta^2`` without bias)."""
-        if self.parameterization == "ntk":
-            c2, b2 = self.W_std ** 2 / self._fan_in(in_shape), self.b_std ** 2
-        else:
-            c2, b2 = 1.0, 1.0
-        return c2, (b2 if self.has_bias else 0.0)
+        c, beta = self._multipliers(self._fan_in(in_shape))
+        return c ** 2, (beta ** 2 if self.has_bias else 0.0)
 
     def _affine(self, state: Any) -> Any:
         """``K <- W_std^2 K + b_std^2``, ``Theta <- W_std^2 Theta + K_new`` (the vars as
@@ -481,13 +490,11 @@ class _Affine(Layer):
                            w2 * state.var2 + b2)
 
     def _scale(self, params: dict, fan_in: int, z: jax.Array) -> jax.Array:
-        if self.parameterization == "ntk":
-            z = (self.W_std / math.sqrt(fan_in)) * z
-            if "b" in params:
-                z = z + self.b_std * params["b"]
-        elif "b" in params:
-            z = z + params["b"]
-        return z
+        if self.parameterization == "standard":        # (the scales sit in W and b)
+            return z + params["b"] if "b" in params else z
+        c, beta = self._multipliers(fan_in)
+        z = c * z
+        return z + beta * params["b"] if "b" in params else z
 
     def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
         in_shape = tuple(x.shape[1:])
@@ -502,6 +509,13 @@ class _Affine(Layer):
 class Dense(_Affine):
     r"""Dense layer on the channel axis, the same weights at every position:
     ``z_s = (W_std / sqrt(C)) a_s W + b_std b`` (NTK parameterization).
+
+    ``parameterization="mup"`` (maximal update, as in :class:`~ntk_companion.MLP`): as
+    ``"ntk"``, except that the layer marked ``readout=True`` (the network's last)
+    computes ``z_s = (W_std / C) a_s W + b_std b``; the multipliers are those of
+    :func:`~ntk_companion.parameterizations.layer_multipliers`. Its features move as the
+    width grows, so it has no kernel limit: ``kernels`` raises a ``ValueError``.
+    ``readout`` is accepted with ``"mup"`` only (it changes no other parameterization).
 
     Kernel map (per pair of positions): ``K <- W_std^2 K + b_std^2``,
     ``Theta <- W_std^2 Theta + K_new``. On inputs the kernel is ``K = x x'^T / C``:
@@ -518,9 +532,27 @@ class Dense(_Affine):
     W_std: float = 1.0
     b_std: float = 0.0
     parameterization: str = "ntk"
+    readout: bool = False
+
+    _parameterizations = PARAMETERIZATIONS
 
     def __post_init__(self) -> None:
         self._check_common()
+        if not isinstance(self.readout, (bool, np.bool_)):
+            raise TypeError(f"readout must be True or False, got "
+                            f"{type(self.readout).__name__}")
+        object.__setattr__(self, "readout", bool(self.readout))
+        if self.readout and self.parameterization != "mup":
+            raise ValueError("readout=True changes the maximal-update "
+                             "parameterization only; use it with "
+                             f"parameterization='mup', got {self.parameterization!r}")
+
+    def centered(self, in_centered: bool) -> bool:
+        if self.parameterization == "mup":     # (the kernel engine's first check)
+            raise ValueError("Dense(parameterization='mup') has no infinite-width "
+                             "kernel limit (its features move as the width grows); "
+                             "kernels are defined for 'ntk' and 'standard'")
+        return True
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return (*in_shape[:-1], self.out_channels)

@@ -1,9 +1,10 @@
-"""The abc-family of parameterizations of an MLP (Yang & Hu 2021) and their learning rates.
+"""The abc-family of parameterizations of an MLP (Yang & Hu 2021) and their learning
+rates.
 
-Write every dense layer ``l = 1..L+1`` of a network with hidden width ``m`` (input dimension
-``d`` fixed) as ``z^l = m^{-a_l} a^{l-1} w^l``, with trainable ``w^l ~ N(0, m^{-2 b_l})`` at
-initialization, and train it by gradient descent with step size ``eta m^{-c}``. The exponents
-``(a_l, b_l, c)`` decide what happens as ``m -> infinity``:
+Write every dense layer ``l = 1..L+1`` of a network with hidden width ``m`` (input
+dimension ``d`` fixed) as ``z^l = m^{-a_l} a^{l-1} w^l``, with trainable ``w^l ~ N(0,
+m^{-2 b_l})`` at initialization, and train it by gradient descent with step size ``eta
+m^{-c}``. The exponents ``(a_l, b_l, c)`` decide what happens as ``m -> infinity``:
 
 ================  ========================  ======================  ======
 parameterization  ``a_1, a_2..a_L, a_L+1``  ``b_1, b_2..b_L+1``     ``c``
@@ -13,24 +14,26 @@ parameterization  ``a_1, a_2..a_L, a_L+1``  ``b_1, b_2..b_L+1``     ``c``
 ``"mup"``         0, 1/2, 1                 0, 0                    -1
 ================  ========================  ======================  ======
 
-(constant factors such as ``W_std`` and the input layer's ``1/sqrt(d)`` are not exponents of
-``m``). For SGD the family has a symmetry: ``(a_l, b_l, c) -> (a_l + s, b_l - s, c - 2s)``
-leaves the function and its whole training trajectory unchanged, because ``w -> m^{s} w`` with
-the step size scaled by ``m^{2s}`` is a change of variables. ``"mup"`` above is the
-maximal-update parameterization in the form with standard-normal trainable parameters; with
-``s = -1/2`` it is Yang & Hu's table form ``a = (-1/2, 0, 1/2)``, ``b = 1/2``, ``c = 0``, and
-for one hidden layer it is the mean-field parameterization of Mei, Montanari & Nguyen (2018)
-and Chizat & Bach (2018), ``f(x) = (W_std / m) sum_j v_j sigma(z_j(x))``.
+(constant factors such as ``W_std`` and the input layer's ``1/sqrt(d)`` are not
+exponents of ``m``). For SGD the family has a symmetry:
+``(a_l, b_l, c) -> (a_l + s, b_l - s, c - 2s)`` leaves the function and its whole
+training trajectory unchanged, because ``w -> m^{s} w`` with the step size scaled by
+``m^{2s}`` is a change of variables.
+``"mup"`` above is the maximal-update parameterization in the form with standard-normal
+trainable parameters; with ``s = -1/2`` it is Yang & Hu's table form ``a = (-1/2, 0,
+1/2)``, ``b = 1/2``, ``c = 0``, and for one hidden layer it is the mean-field
+parameterization of Mei, Montanari & Nguyen (2018) and Chizat & Bach (2018), ``f(x) =
+(W_std / m) sum_j v_j sigma(z_j(x))``.
 
-``"standard"`` and ``"ntk"`` have kernel limits (their features do not move as
-``m -> infinity``); ``"mup"`` is the limit in which every layer's features move by order one.
+``"standard"`` and ``"ntk"`` have kernel limits (their features do not move as ``m ->
+infinity``); ``"mup"`` is the limit in which every layer's features move by order one.
 
-In :class:`~ntk_companion.MLP` terms a dense layer with fan-in ``n`` computes
-``z = c_W a W + c_b b``, with ``W, b ~ N(0, 1)`` at initialization in ``"ntk"`` and ``"mup"``
-and ``W ~ N(0, W_std^2 / n)``, ``b ~ N(0, b_std^2)`` in ``"standard"``;
-:func:`layer_multipliers` gives ``(c_W, c_b)``, :func:`lr_multipliers` the factors of the step
-size per parameter (the ``m^{-c}`` of the table, layer by layer, for unequal widths),
-and :func:`scaled_lr` the per-parameter step sizes ready for
+In :class:`~ntk_companion.MLP` terms a dense layer with fan-in ``n`` computes ``z = c_W
+a W + c_b b``, with ``W, b ~ N(0, 1)`` at initialization in ``"ntk"`` and ``"mup"`` and
+``W ~ N(0, W_std^2 / n)``, ``b ~ N(0, b_std^2)`` in ``"standard"``;
+:func:`layer_multipliers` gives ``(c_W, c_b)``, :func:`lr_multipliers` the factors of
+the step size per parameter (the ``m^{-c}`` of the table, layer by layer, for unequal
+widths), and :func:`scaled_lr` the per-parameter step sizes ready for
 :func:`~ntk_companion.gradient_descent`.
 """
 from __future__ import annotations
@@ -51,8 +54,8 @@ PARAMETERIZATIONS = ("ntk", "standard", "mup")
 
 
 class ABCExponents(NamedTuple):
-    """The exponents of one parameterization: ``a`` and ``b`` per dense layer (``L + 1`` of
-    them, input layer first), ``c`` of the step size ``eta m^{-c}``.
+    """The exponents of one parameterization: ``a`` and ``b`` per dense layer (``L + 1``
+    of them, input layer first), ``c`` of the step size ``eta m^{-c}``.
 
     >>> e = abc_exponents("ntk", 1)            # one hidden layer: two dense layers
     >>> e.a, e.b, e.c
@@ -65,8 +68,9 @@ class ABCExponents(NamedTuple):
 
 
 def abc_exponents(parameterization: str, depth: int) -> ABCExponents:
-    """The abc-exponents (module table) that ``MLP(parameterization=...)`` with ``depth``
-    hidden layers implements, together with the step-size scaling of :func:`lr_multipliers`.
+    """The abc-exponents (module table) that ``MLP(parameterization=...)`` with
+    ``depth`` hidden layers implements, together with the step-size scaling of
+    :func:`lr_multipliers`.
 
     >>> abc_exponents("mup", 2)
     ABCExponents(a=(0.0, 0.5, 1.0), b=(0.0, 0.0, 0.0), c=-1.0)
@@ -85,9 +89,9 @@ def layer_multipliers(parameterization: str, W_std: float, b_std: float, fan_in:
                 readout: bool) -> tuple[float, float]:
     """``(c_W, c_b)`` of a dense layer ``z = c_W a W + c_b b`` with fan-in ``fan_in``.
 
-    ``"ntk"``: ``(W_std / sqrt(n), b_std)``; ``"standard"``: ``(1, 1)`` (the scales sit in the
-    initialization); ``"mup"``: ``(W_std / sqrt(n), b_std)`` for the hidden layers and
-    ``(W_std / n, b_std)`` for the readout (``readout=True``).
+    ``"ntk"``: ``(W_std / sqrt(n), b_std)``; ``"standard"``: ``(1, 1)`` (the scales sit
+    in the initialization); ``"mup"``: ``(W_std / sqrt(n), b_std)`` for the hidden
+    layers and ``(W_std / n, b_std)`` for the readout (``readout=True``).
 
     >>> layer_multipliers("mup", 1.0, 0.0, 100, readout=True)
     (0.01, 0.0)
@@ -103,20 +107,22 @@ def layer_multipliers(parameterization: str, W_std: float, b_std: float, fan_in:
 
 def _width(l: int, widths: tuple[int, ...]) -> int:
     """The width ``m`` that layer ``l`` (0-based) scales with: its fan-out for the input
-    layer, its fan-in for the others (the input dimension and the output size are fixed)."""
+    layer, its fan-in for the others (the input dimension and the output size are
+    fixed)."""
     return widths[1] if l == 0 else widths[l]
 
 
 def lr_multipliers(model: Any, d_in: int) -> list[dict[str, float]]:
-    """Per-parameter factors of the step size, shaped like ``model.init(key, d_in)`` (one
-    float per leaf): the ``m^{-c}`` of the module table with ``m`` the layer's width (fan-out
-    of the input layer, fan-in of the others).
+    """Per-parameter factors of the step size, shaped like ``model.init(key, d_in)``
+    (one float per leaf): the ``m^{-c}`` of the module table with ``m`` the layer's
+    width (fan-out of the input layer, fan-in of the others).
 
     * ``"ntk"``: every factor is 1 (the NTK has a limit at a fixed step size).
     * ``"standard"``: ``1 / m`` for every weight and bias (the NTK grows like ``m``).
-    * ``"mup"``: ``m`` for every weight and for the biases of the hidden layers, 1 for the
-      readout bias. With standard-normal parameters and the readout multiplier ``W_std / m``
-      this moves every hidden feature and the output by order one per unit of time.
+    * ``"mup"``: ``m`` for every weight and for the biases of the hidden layers, 1 for
+      the readout bias. With standard-normal parameters and the readout multiplier
+      ``W_std / m`` this moves every hidden feature and the output by order one per unit
+      of time.
 
     >>> from ntk_companion import MLP
     >>> lr_multipliers(MLP((8, 8), parameterization="mup"), 3)
@@ -148,8 +154,8 @@ def lr_multipliers(model: Any, d_in: int) -> list[dict[str, float]]:
 
 
 def scaled_lr(model: Any, params: Any, lr: float) -> list[dict[str, jax.Array]]:
-    """Per-parameter step sizes ``lr * lr_multipliers(model, d_in)``, a pytree shaped like
-    ``params`` (scalar leaves in the dtype of the parameters), for
+    """Per-parameter step sizes ``lr * lr_multipliers(model, d_in)``, a pytree shaped
+    like ``params`` (scalar leaves in the dtype of the parameters), for
     :func:`~ntk_companion.gradient_descent`'s ``lr``.
 
     >>> import jax
@@ -172,9 +178,10 @@ def scaled_lr(model: Any, params: Any, lr: float) -> list[dict[str, jax.Array]]:
 
 def hidden_features(model: Any, params: Any, x: jax.Array) -> list[jax.Array]:
     """The hidden features of an MLP on a batch: ``[a^1(x), ..., a^L(x)]``, the
-    post-activations ``a^l = sigma(z^l)`` of the hidden layers, each of shape
-    ``(n, m_l)`` (an empty list for ``hidden=()``). Their movement during training is what
-    tells a kernel limit (``"ntk"``, ``"standard"``) from a feature-learning one (``"mup"``).
+    post-activations ``a^l = sigma(z^l)`` of the hidden layers, each of shape ``(n,
+    m_l)`` (an empty list for ``hidden=()``). Their movement during training is what
+    tells a kernel limit (``"ntk"``, ``"standard"``) from a feature-learning one
+    (``"mup"``).
 
     >>> import jax
     >>> from ntk_companion import MLP
