@@ -68,9 +68,9 @@ analytic
 layers
     Compositional networks (module ``ntk_companion.layers``): ``Dense``, ``Conv`` (1-D/2-D,
     strides, SAME/VALID/CIRCULAR), ``Activation``, ``AvgPool``, ``GlobalAvgPool``,
-    ``Flatten``, ``LayerNorm``, ``Identity``, ``serial``, ``parallel_sum``; every layer has
-    ``.init``, ``.apply``, ``.kernels`` (infinite-width NNGP and NTK with spatial
-    covariances) and a structured empirical NTK through ``empirical_ntk``.
+    ``Flatten``, ``LayerNorm``, ``Identity``, ``serial``, ``parallel_sum``, ``repeat``;
+    every layer has ``.init``, ``.apply``, ``.kernels`` (infinite-width NNGP and NTK with
+    spatial covariances) and a structured empirical NTK through ``empirical_ntk``.
 attention
     ``GlobalSelfAttention(out_channels, key_channels=, value_channels=, n_heads=,
     scaling=)``: multi-head self-attention over all positions with the exact
@@ -134,7 +134,7 @@ from .linearize import linearize
 from .diagnostics import eigh_descending, fit_power_law, flatten, min_eigenvalue, relative_change, spectral_components, weight_movement  # noqa: E501
 from .data import circle_points, gaussian_inputs, regression_1d, target_fn, unit_circle
 from .analytic import Kernels, analytic_kernels
-from .layers import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity, KernelState, Layer, LayerNorm, parallel_sum, serial  # noqa: E501
+from .layers import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity, KernelState, Layer, LayerNorm, parallel_sum, repeat, serial  # noqa: E501
 from .attention import GlobalSelfAttention
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .ensemble import Gaussian, excess_kurtosis, init_ensemble, predict_ensemble, standard_ntk_factors, to_standard  # noqa: E501
@@ -161,7 +161,7 @@ __all__ = [
     "eigh_descending", "fit_power_law", "flatten", "min_eigenvalue", "relative_change", "spectral_components", "weight_movement",  # noqa: E501
     "circle_points", "gaussian_inputs", "regression_1d", "target_fn", "unit_circle",
     "Kernels", "analytic_kernels",
-    "Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool", "Identity", "KernelState", "Layer", "LayerNorm", "parallel_sum", "serial",  # noqa: E501
+    "Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool", "Identity", "KernelState", "Layer", "LayerNorm", "parallel_sum", "repeat", "serial",  # noqa: E501
     "GlobalSelfAttention",
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "Gaussian", "excess_kurtosis", "init_ensemble", "predict_ensemble", "standard_ntk_factors", "to_standard",  # noqa: E501
