@@ -73,7 +73,7 @@ layers
     Compositional networks (module ``ntk_companion.layers``): ``Dense``, ``Conv``
     (1-D/2-D, strides, SAME/VALID/CIRCULAR), ``Activation``, ``AvgPool``,
     ``GlobalAvgPool``, ``Flatten``, ``LayerNorm``, ``Identity``, ``serial``,
-    ``parallel_sum``; every layer has ``.init``, ``.apply``, ``.kernels``
+    ``parallel_sum``, ``repeat``; every layer has ``.init``, ``.apply``, ``.kernels``
     (infinite-width NNGP and NTK with spatial covariances) and a structured empirical
     NTK through ``empirical_ntk``.
 attention
@@ -149,7 +149,8 @@ from .diagnostics import (eigh_descending, fit_power_law, flatten, min_eigenvalu
 from .data import circle_points, gaussian_inputs, regression_1d, target_fn, unit_circle
 from .analytic import Kernels, analytic_kernels
 from .layers import (Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity,
-                     KernelState, Layer, LayerNorm, parallel_sum, serial)
+                     KernelState, Layer, LayerNorm, parallel_sum, repeat,
+                     serial)
 from .attention import GlobalSelfAttention
 from .dynamics import Prediction, loss_bound, predict, residual_flow, train_loss_curve
 from .ensemble import (Gaussian, excess_kurtosis, init_ensemble, predict_ensemble,
@@ -182,7 +183,7 @@ __all__ = [
     "circle_points", "gaussian_inputs", "regression_1d", "target_fn", "unit_circle",
     "Kernels", "analytic_kernels",
     "Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool", "Identity",
-    "KernelState", "Layer", "LayerNorm", "parallel_sum", "serial",
+    "KernelState", "Layer", "LayerNorm", "parallel_sum", "repeat", "serial",
     "GlobalSelfAttention",
     "Prediction", "loss_bound", "predict", "residual_flow", "train_loss_curve",
     "Gaussian", "excess_kurtosis", "init_ensemble", "predict_ensemble",

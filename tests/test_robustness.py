@@ -282,12 +282,11 @@ def test_recursion_program_does_not_grow_with_depth():
     """The hidden layers are one scanned body: the lowered program has the same size at
     depth 2 and depth 40 (an unrolled loop grows linearly)."""
     x = jnp.asarray(X)
-    w2, b2 = jnp.asarray(1.0), jnp.asarray(0.0)
 
     def size(depth):
-        lowered = analytic._recursion.lower(x, x, w2, b2, depth=depth,
-                                            kind="quadrature", sigma=jnp.tanh, order=8,
-                                            rule="hermite", symmetric=True)
+        net = analytic._network(depth, jnp.tanh, 1.0, 0.0, 8, "hermite", "ntk", 1)
+        lowered = ntk.layers._kernels.lower(net._bind(x.shape[1:]), x, x, True, None,
+                                            None)
         return len(lowered.as_text())
 
     assert size(40) < 1.05 * size(2)
