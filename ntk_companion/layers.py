@@ -517,6 +517,12 @@ def _kernels(net: Layer, x1: jax.Array, x2: jax.Array, symmetric: bool,
         return nngp, ntk, err
 
     tile = functools.partial(_tile, net, symmetric=symmetric, band=True)
+    if symmetric:   # the upper block triangle, the same work on every device
+        nngp, ntk = sharding.shard_symmetric(
+            lambda _: tile, mesh, x1, prepare=lambda xa, _: (xa, _var_tape(net, xa)[0]),
+            block_size=block_size, n_out=2, dtype=x1.dtype)
+        err = _var_tape(net, x1)[1]
+        return sharding.by_rows(nngp, mesh), sharding.by_rows(ntk, mesh), err
 
     def band(xa, xb, _, row0):
         xs = sharding.gather(xb)
@@ -526,11 +532,7 @@ def _kernels(net: Layer, x1: jax.Array, x2: jax.Array, symmetric: bool,
                             dtype=x1.dtype, row_offset=row0)
 
     nngp, ntk = sharding.shard_rows(band, mesh, x1, x2, ())
-    err = _var_tape(net, x1)[1]
-    if not symmetric:
-        err = jnp.maximum(err, _var_tape(net, x2)[1])
-    if symmetric:
-        nngp, ntk = 0.5 * (nngp + nngp.T), 0.5 * (ntk + ntk.T)
+    err = jnp.maximum(_var_tape(net, x1)[1], _var_tape(net, x2)[1])
     return sharding.by_rows(nngp, mesh), sharding.by_rows(ntk, mesh), err
 
 

@@ -27,7 +27,8 @@ kernels choose ``n1`` a multiple of ``jax.device_count()``):
   out so that every device computes two diagonal blocks (their upper tile triangle) and
   ``2D - 1`` off-diagonal ones (:func:`symmetric_blocks`): each device does ``1/D`` of
   one device's work, and the result, ``U + U^T`` of the stored blocks, is exactly
-  symmetric and sharded by rows. Devices that share cores (the CPU devices of one
+  symmetric and sharded by rows. ``analytic_kernels`` and ``Layer.kernels`` use it
+  for ``x2=None``; the empirical NTK uses :func:`shard_rows`. Devices that share cores (the CPU devices of one
   machine, ``--xla_force_host_platform_device_count``) share the cores' time: only
   separate hardware turns the ``1/D`` of the work into a speed-up of ``D``.
 

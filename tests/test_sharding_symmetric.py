@@ -1,6 +1,7 @@
 """Symmetric kernels split over several devices with balanced work
 (``ntk_companion.sharding.shard_symmetric``): equal to one device to rounding, exactly
-symmetric, sharded by rows, for analytic kernels, layer kernels and empirical NTKs."""
+symmetric, sharded by rows: analytic and layer kernels (which use it), and the machinery
+with any tile function."""
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import functools, sys
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_enable_x64", True)
 import ntk_companion as ntk
-from ntk_companion import analytic, layers as nl, sharding, structured
+from ntk_companion import layers as nl, sharding
 D = int(sys.argv[1])
 assert jax.device_count() == D, jax.devices()
 mesh = sharding.row_mesh()
@@ -54,57 +55,37 @@ def sharded_by_rows(a):
         jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("rows")), 2)
 
 
-# analytic kernels (closed form and quadrature): the tile of analytic._recursion
+# analytic kernels (closed form and quadrature) and layer kernels, as called
 # (odd n, n not a multiple of D, n a multiple of D; block_size given and None)
-for n, block, kind, act in [(13, 3, "relu", "relu"), (4 * D, None, "relu", "relu"),
-                            (4 * D + 1, 2, "relu", "relu"),
-                            (13, None, "quadrature", jnp.sin),
-                            (11, 2, "quadrature", jnp.sin)]:
+for n, block, act in [(13, 3, "relu"), (4 * D, None, "relu"), (4 * D + 1, 2, "relu"),
+                      (13, None, jnp.sin), (11, 2, jnp.sin)]:
     x = jax.random.normal(jax.random.key(n), (n, 3))
-    sig = None if kind == "relu" else act
-    moments = analytic._moments_fn(kind, sig, 96, "hermite")
-    w2, b2 = jnp.asarray(1.5, x.dtype) ** 2, jnp.asarray(0.3, x.dtype) ** 2
-    tile = functools.partial(analytic._tile, w2=w2, b2=b2,
-                             coeffs=None, depth=2, moments=moments,
-                             triangle=kind == "quadrature", symmetric=True)
-    got = sym(lambda _: tile, x, block_size=block, n_out=2, dtype=x.dtype)
+    kw = dict(depth=2, activation=act, W_std=1.5, b_std=0.3, block_size=block)
+    got = ntk.analytic_kernels(x, **kw)
     with one:
-        want = ntk.analytic_kernels(x, depth=2, activation=act, W_std=1.5, b_std=0.3,
-                                    block_size=block)
+        want = ntk.analytic_kernels(x, **kw)
     check(("analytic", act, n, block), got, want, n)
     if n % D == 0:
-        assert sharded_by_rows(sharding.by_rows(got[0], mesh))
+        assert sharded_by_rows(got.nngp) and sharded_by_rows(got.ntk)
 
-# layer kernels: the tile and the variance tape of layers._kernels
 net = nl.serial(nl.Conv(3, (3, 3), b_std=0.1), nl.Activation("relu"),
                 nl.parallel_sum(nl.Identity(), nl.serial(nl.Activation("erf"),
                                                          nl.Conv(3, (3, 2)))),
                 nl.AvgPool((2, 2)), nl.Flatten(), nl.Dense(1))
 for n, block in [(7, None), (9, 2)]:
     x = jax.random.normal(jax.random.key(n), (n, 5, 4, 2))
-    got = sym(
-        lambda _: functools.partial(nl._tile, net), x,
-        prepare=lambda xa, _: (xa, nl._var_tape(net, xa)), block_size=block, n_out=2,
-        dtype=x.dtype)
+    got = net.kernels(x, block_size=block)
     with one:
         want = net.kernels(x, block_size=block)
     check(("layers", n, block), got, want, n)
 
-# empirical NTK: structured features of an MLP, and the jacobian method of any model
+# the machinery with any tile function: the jacobian method of an MLP's empirical NTK
 model = ntk.MLP(hidden=(6, 5), activation="erf", b_std=0.2)
 x = jax.random.normal(jax.random.key(3), (11, 4))
 p = model.init(jax.random.key(4), 4)
+with one:
+    want = (ntk.empirical_ntk(model.apply, p, x, method="jacobian"),)
 for block in (None, 3):
-    got = sym(
-        lambda q: functools.partial(structured._gram_tile,
-                                    structured._coefficients(model, q)),
-        x, p, prepare=lambda xa, q: structured.features(model, q, xa),
-        block_size=block, n_out=1, dtype=x.dtype)
-    with one:
-        want = (ntk.empirical_ntk(model.apply, p, x, method="jacobian"),)
-    check(("structured", block), got, want, 11)
-    if block is None:
-        continue
     got = sym(
         lambda q: lambda a, b, r0, c0, diag: (ntk.empirical._METHODS["jacobian"](
             model.apply, q, a, b, None),),
