@@ -28,9 +28,10 @@ kernels choose ``n1`` a multiple of ``jax.device_count()``):
   ``2D - 1`` off-diagonal ones (:func:`symmetric_blocks`): each device does ``1/D`` of
   one device's work, and the result, ``U + U^T`` of the stored blocks, is exactly
   symmetric and sharded by rows. ``analytic_kernels`` and ``Layer.kernels`` use it
-  for ``x2=None``; the empirical NTK uses :func:`shard_rows`. Devices that share cores (the CPU devices of one
-  machine, ``--xla_force_host_platform_device_count``) share the cores' time: only
-  separate hardware turns the ``1/D`` of the work into a speed-up of ``D``.
+  for ``x2=None``; the empirical NTK uses :func:`shard_rows`. Devices that share
+  cores (the CPU devices of one machine, ``--xla_force_host_platform_device_count``)
+  share the cores' time: only separate hardware turns the ``1/D`` of the work into a
+  speed-up of ``D``.
 
 The same code is used with one device (no mesh, no ``shard_map``), so results agree with
 the single-device ones to rounding (``tests/test_performance_paths.py`` and
