@@ -220,6 +220,11 @@ class GlobalSelfAttention(Layer):
                              "Gaussian logits without closed form (and Gaussian only "
                              "with infinitely many heads); use scaling='linear' for an "
                              "exact kernel")
+        if self.parameterization != "ntk":
+            raise ValueError("GlobalSelfAttention: the kernel map is derived for "
+                             "parameterization='ntk' (the standard one has the same "
+                             "NNGP kernel and a width-dependent NTK, not implemented); "
+                             f"got parameterization={self.parameterization!r}")
         r = _rank(state)
         n1, n2 = state.nngp.shape[:2]
         full = state.nngp.shape

@@ -217,3 +217,12 @@ def test_bad_inputs_name_the_argument():
                          nl.Dense(1))
     with pytest.raises(ValueError, match="scaling='sqrt'"):
         sqrt_net.kernels(jnp.ones((2, 5, 3)))
+
+
+def test_standard_parameterization_kernels_are_refused():
+    """The kernel map is derived in the NTK parameterization: a standard-parameterized
+    attention layer gets a clear error, not the NTK-parameterization kernels."""
+    net = nl.serial(nl.GlobalSelfAttention(4, parameterization="standard"),
+                    nl.GlobalAvgPool(), nl.Dense(1))
+    with pytest.raises(ValueError, match="parameterization='ntk'"):
+        net.kernels(jnp.ones((2, 5, 3)))
