@@ -1,5 +1,5 @@
-r"""Compositional layers: each layer knows its finite network, its infinite-width kernel map
-and its share of the structured empirical NTK, so an architecture is described once.
+r"""Compositional layers: each layer knows its finite network, its infinite-width kernel
+map and its share of the structured empirical NTK, so an architecture is described once.
 
 Inputs are batches ``x`` of shape ``(n, *S, C)``: ``S`` the spatial shape (``()`` for a
 vector, ``(L,)`` for 1-D signals, ``(H, W)`` for images), ``C`` the channels (last).
@@ -8,18 +8,20 @@ Finite network
 --------------
 ``layer.init(key, in_shape) -> params`` (``in_shape`` without the batch axis) and
 ``layer.apply(params, x)``. A parameterized layer with fan-in ``N`` computes, in the NTK
-parameterization, ``z = (W_std / sqrt(N)) (W * a) + b_std b`` with ``W, b ~ N(0, 1)``, in the
-standard parameterization ``z = W * a + b`` with ``W ~ N(0, W_std^2 / N)``, ``b ~ N(0,
-b_std^2)`` (the same normals rescaled: one key gives the same function in both).
+parameterization, ``z = (W_std / sqrt(N)) (W * a) + b_std b`` with ``W, b ~ N(0, 1)``,
+in the standard parameterization ``z = W * a + b`` with ``W ~ N(0, W_std^2 / N)``,
+``b ~ N(0, b_std^2)`` (the same normals rescaled: one key gives the same function in
+both).
 
 Kernel map
 ----------
-For every layer the infinite-width limit (widths, i.e. channels, to infinity) is a map of
-the state ``(K, Theta)``: ``K[i, j, s, t] = lim (1/C) sum_c E[a_{s,c}(x_i) a_{t,c}(x'_j)]``,
-the NNGP covariance between position ``s`` of input ``x_i`` and position ``t`` of ``x'_j``,
-and the NTK ``Theta`` of the same shape (plus the covariances of ``x_i`` with itself, which
-the nonlinearities need). The input state is ``K = x_s . x'_t / C``, ``Theta = 0``.
-See each layer's docstring for its map; the NTK maps hold in the NTK parameterization. The
+For every layer the infinite-width limit (widths, i.e. channels, to infinity) is a map
+of the state ``(K, Theta)``:
+``K[i, j, s, t] = lim (1/C) sum_c E[a_{s,c}(x_i) a_{t,c}(x'_j)]``, the NNGP covariance
+between position ``s`` of input ``x_i`` and position ``t`` of ``x'_j``, and the NTK
+``Theta`` of the same shape (plus the covariances of ``x_i`` with itself, which the
+nonlinearities need). The input state is ``K = x_s . x'_t / C``, ``Theta = 0``. See
+each layer's docstring for its map; the NTK maps hold in the NTK parameterization. The
 kernels of a network with ``k`` outputs are ``K (x) I_k``: outputs are independent and
 identically distributed in the limit, so ``Layer.kernels`` returns the ``(n1, n2)``
 factor ``K``.
@@ -33,10 +35,11 @@ backpropagated signals ``delta_s = d f / d z_s`` contributes
     K_l(x, x') = c^2 sum_{s,t} (P_s(x) . P_t(x')) (delta_s(x) . delta_t(x'))
                  + beta^2 (sum_s delta_s(x)) . (sum_t delta_t(x')),
 
-``c^2 = W_std^2 / N``, ``beta^2 = b_std^2`` (NTK) or ``c = beta = 1`` (standard). Equivalently
-``c^2 <g(x), g(x')>`` with the per-example weight gradient ``g = sum_s P_s delta_s^T``
-(``N x C_out`` numbers); the cheaper of the two forms is used per layer (position Grams
-when ``|S|^2 (N + C_out) <= N C_out``). See :mod:`ntk_companion.layer_ntk`.
+``c^2 = W_std^2 / N``, ``beta^2 = b_std^2`` (NTK) or ``c = beta = 1`` (standard).
+Equivalently ``c^2 <g(x), g(x')>`` with the per-example weight gradient
+``g = sum_s P_s delta_s^T`` (``N x C_out`` numbers); the cheaper of the two forms is
+used per layer (position Grams when ``|S|^2 (N + C_out) <= N C_out``). See
+:mod:`ntk_companion.layer_ntk`.
 """
 from __future__ import annotations
 
@@ -61,15 +64,15 @@ from .analytic import (AUTO_BLOCK, MAX_ORDER, QUADRATURE_RTOL, Kernels, _CLOSED_
 from .models import _is_key, get_activation
 from .parameterizations import PARAMETERIZATIONS, layer_multipliers
 
-__all__ = ["Layer", "Dense", "Conv", "Activation", "AvgPool", "GlobalAvgPool", "Flatten",
-           "LayerNorm", "Identity", "serial", "parallel_sum", "repeat", "KernelState",
-           "GlobalSelfAttention"]
+__all__ = ["Layer", "Dense", "Conv", "Activation", "AvgPool", "GlobalAvgPool",
+           "Flatten", "LayerNorm", "Identity", "serial", "parallel_sum", "repeat",
+           "KernelState", "GlobalSelfAttention"]
 
 Shape = tuple[int, ...]
-#: ``block_size=None``: the kernels are one tile while the state ``(n1, n2, *S, *S)`` has
-#: at most this many entries, else tiles of about this many (512 KiB in float32): the
-#: temporaries of a tile then stay in the cache (measured: 5x faster than one tile of
-#: 64 x 64 images of 8 x 8 pixels; 2**17 is 10 % faster than 2**16 and 2**18).
+#: ``block_size=None``: the kernels are one tile while the state ``(n1, n2, *S, *S)``
+#: has at most this many entries, else tiles of about this many (512 KiB in float32):
+#: the temporaries of a tile then stay in the cache (measured: 5x faster than one tile
+#: of 64 x 64 images of 8 x 8 pixels; 2**17 is 10 % faster than 2**16 and 2**18).
 LAYER_TILE_ENTRIES = 2 ** 17
 #: An activation's moments are computed by chunks of rows (a loop) of at least this many
 #: entries when the state has more: see :func:`_by_rows`.
@@ -78,7 +81,8 @@ _PADDINGS = ("SAME", "VALID", "CIRCULAR")
 
 
 class KernelState(NamedTuple):
-    """Infinite-width state between the row batch ``x`` (``n1``) and column batch ``x'``.
+    """Infinite-width state between the row batch ``x`` (``n1``) and column batch
+    ``x'``.
 
     Attributes:
         nngp: ``K[i, j, *s, *t]``, shape ``(n1, n2, *S, *S)``.
@@ -86,8 +90,8 @@ class KernelState(NamedTuple):
         var1: ``K(x_i, x_i)[*s, *t]``, shape ``(n1, *S, *S)``.
         var2: ``K(x'_j, x'_j)``, shape ``(n2, *S, *S)``.
 
-    A layer's ``kernel_map`` takes and returns one (here without spatial axes): a dense layer
-    with ``b_std = 1`` maps ``K <- K + 1`` and ``Theta <- Theta + K_new``.
+    A layer's ``kernel_map`` takes and returns one (here without spatial axes): a dense
+    layer with ``b_std = 1`` maps ``K <- K + 1`` and ``Theta <- Theta + K_new``.
 
     >>> import jax.numpy as jnp
     >>> from ntk_companion import layers as nl
@@ -179,9 +183,9 @@ class Layer:
     """Common interface of the layers (see the module docstring).
 
     Subclasses implement ``out_shape(in_shape)``, ``init(key, in_shape)``,
-    ``_fwd(params, x, rec)``, ``kernel_map(state)`` and ``centered(in_centered)`` (whether
-    the output is a zero-mean function of independent weights, which makes sums of branches
-    have summed kernels).
+    ``_fwd(params, x, rec)``, ``kernel_map(state)`` and ``centered(in_centered)``
+    (whether the output is a zero-mean function of independent weights, which makes sums
+    of branches have summed kernels).
 
     >>> import jax, jax.numpy as jnp
     >>> from ntk_companion import layers as nl
@@ -221,7 +225,8 @@ class Layer:
         self.out_shape(tuple(x.shape[1:]))
         return self._fwd(params, x, None)
 
-    def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:  # pragma: no cover
+    def _fwd(self, params: Any, x: jax.Array,
+             rec: Any) -> jax.Array:  # pragma: no cover
         raise NotImplementedError
 
     def kernel_map(self, state: KernelState) -> KernelState:  # pragma: no cover
@@ -232,21 +237,22 @@ class Layer:
         ``Flatten``)."""
         raise NotImplementedError
 
-    def kernels(self, x1: Any, x2: Any = None, *, block_size: int | None = None) -> Kernels:
+    def kernels(self, x1: Any, x2: Any = None, *,
+                block_size: int | None = None) -> Kernels:
         r"""Infinite-width ``Kernels(nngp, ntk)`` of shape ``(n1, n2)`` of this network.
 
-        The state of the inputs, ``K = x_s . x'_t / C``, ``Theta = 0``, is mapped through
-        every layer's ``kernel_map``; the network must end with a vector output
-        (``Dense`` after ``Flatten`` or ``GlobalAvgPool``). With ``k`` outputs the kernel of
-        the outputs is ``K (x) I_k``; the ``(n1, n2)`` factor is returned. Computed by tiles
-        of ``block_size`` inputs (``None``: tiles whose state has about
-        ``LAYER_TILE_ENTRIES`` entries, so that they stay in the cache), rows sharded over
-        several devices; for ``x2 = None`` only the tiles on and above the diagonal are
-        computed. The covariances of each input with itself, which every tile of its row
-        or column needs, are computed once. Each ``Dense`` and ``Conv`` maps the NTK in
-        its own parameterization: in the standard one the NNGP kernel is the same and
-        the NTK grows with the widths (the fan-ins, bound from the input shape before
-        tracing; see :class:`Dense`).
+        The state of the inputs, ``K = x_s . x'_t / C``, ``Theta = 0``, is mapped
+        through every layer's ``kernel_map``; the network must end with a vector output
+        (``Dense`` after ``Flatten`` or ``GlobalAvgPool``). With ``k`` outputs the
+        kernel of the outputs is ``K (x) I_k``; the ``(n1, n2)`` factor is returned.
+        Computed by tiles of ``block_size`` inputs (``None``: tiles whose state has
+        about ``LAYER_TILE_ENTRIES`` entries, so that they stay in the cache), rows
+        sharded over several devices; for ``x2 = None`` only the tiles on and above the
+        diagonal are computed. The covariances of each input with itself, which every
+        tile of its row or column needs, are computed once. Each ``Dense`` and ``Conv``
+        maps the NTK in its own parameterization: in the standard one the NNGP kernel is
+        the same and the NTK grows with the widths (the fan-ins, bound from the input
+        shape before tracing; see :class:`Dense`).
 
         Exactness and checks: for ``x2 = None`` the result is exactly symmetric, every
         activation uses ``K(x, x)`` exactly on the pairs of equal inputs (``K12 = K11``
@@ -290,9 +296,9 @@ class Layer:
         out = self.out_shape(tuple(x1.shape[1:]))
         self.centered(False)
         if len(out) != 1:
-            raise ValueError(f"kernels needs a network with vector outputs (n, k); this one "
-                             f"outputs shape (n, *{out}): end it with Flatten() or "
-                             f"GlobalAvgPool() and a Dense layer")
+            raise ValueError(f"kernels needs a network with vector outputs (n, k); "
+                             f"this one outputs shape (n, *{out}): end it with "
+                             f"Flatten() or GlobalAvgPool() and a Dense layer")
         if block_size is not None:
             block_size = check_int(block_size, "block_size", minimum=1)
         n1 = x1.shape[0]
@@ -350,17 +356,15 @@ def _check_kernels(net: Layer, nngp: jax.Array, ntk: jax.Array, err: jax.Array) 
                     + f" (tolerance {rtol:.0e}). Raise order (at most "
                     f"{MAX_ORDER['hermite']} for 'hermite', {MAX_ORDER['polar']} for "
                     f"'polar'), use quadrature='polar' for an activation with a kink "
-                    f"at 0 "
-                    f"(relu, leaky relu, abs as callables), or rescale the inputs / "
-                    f"W_std, b_std (large variances need more nodes)")
+                    f"at 0 (relu, leaky relu, abs as callables), or rescale the inputs "
+                    f"/ W_std, b_std (large variances need more nodes)")
     name = jnp.dtype(nngp.dtype).name
     value_check(_all_finite(nngp, ntk),
                 f"the kernels overflowed in {name} (non-finite entries): the inputs "
-                f"are "
-                f"too large (the input kernel x.x'/d and its images by the layers must "
-                f"stay below the largest {name}); rescale x1 and x2 (relu and identity "
-                f"kernels are homogeneous: K(c x, c x') = c^2 K(x, x') for b_std = 0) "
-                f"or use float64")
+                f"are too large (the input kernel x.x'/d and its images by the layers "
+                f"must stay below the largest {name}); rescale x1 and x2 (relu and "
+                f"identity kernels are homogeneous: K(c x, c x') = c^2 K(x, x') for "
+                f"b_std = 0) or use float64")
 
 
 def _input_state(x1: jax.Array, x2: jax.Array, var1: jax.Array | None = None,
@@ -385,10 +389,11 @@ def _hi(spec: str, *ops: jax.Array) -> jax.Array:
 
 
 # The covariances of every input with itself (``var1``, ``var2``) are the same in every
-# tile of a row (column): they are computed once, for all inputs, by a recording pass, and
-# each tile replays its rows' and columns' slices (the tile's own var maps are then unused,
-# and XLA drops them). ``_map`` is how the combinators call their parts: with a tape, every
-# layer that is not a combinator appends (record) or substitutes (replay) its output vars.
+# tile of a row (column): they are computed once, for all inputs, by a recording pass,
+# and each tile replays its rows' and columns' slices (the tile's own var maps are then
+# unused, and XLA drops them). ``_map`` is how the combinators call their parts: with a
+# tape, every layer that is not a combinator appends (record) or substitutes (replay)
+# its output vars.
 _TAPES: list = []
 
 
@@ -488,8 +493,8 @@ def _tile(net: Layer, x1: tuple, x2: tuple, row0: Any, col0: Any, diagonal: bool
 
 def _auto_block(n1: int, n2: int, positions: int) -> int | None:
     """``None`` (one tile) when the ``(n1, n2, *S, *S)`` state has at most
-    ``LAYER_TILE_ENTRIES`` entries, else the tile side ``b`` whose state has about as many
-    (``positions = |S|^2``), at most ``AUTO_BLOCK``."""
+    ``LAYER_TILE_ENTRIES`` entries, else the tile side ``b`` whose state has about as
+    many (``positions = |S|^2``), at most ``AUTO_BLOCK``."""
     if n1 * n2 * positions <= LAYER_TILE_ENTRIES:
         return None
     return max(1, min(AUTO_BLOCK, math.isqrt(LAYER_TILE_ENTRIES // positions)))
@@ -546,12 +551,13 @@ def _check_shape(shape: Any, name: str) -> Shape:
     return tuple(check_int(s, name, minimum=1) for s in shape)
 
 
-def _normals(key: jax.Array, shapes: Sequence[Shape], dtype: np.dtype) -> list[jax.Array]:
+def _normals(key: jax.Array, shapes: Sequence[Shape],
+             dtype: np.dtype) -> list[jax.Array]:
     keys = jax.random.split(key, len(shapes))
     return [jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes)]
 
 
-# --------------------------------------------------------------------------- affine layers
+# ------------------------------------------------------------------------ affine layers
 @dataclass(frozen=True)
 class _Affine(Layer):
     """Shared by Dense and Conv: parameters, coefficients, the structured share."""
@@ -564,8 +570,10 @@ class _Affine(Layer):
     def _check_common(self) -> None:
         object.__setattr__(self, "out_channels",
                            check_int(self.out_channels, "out_channels", minimum=1))
-        object.__setattr__(self, "W_std", check_scalar(self.W_std, "W_std", positive=True))
-        object.__setattr__(self, "b_std", check_scalar(self.b_std, "b_std", nonnegative=True))
+        object.__setattr__(self, "W_std",
+                           check_scalar(self.W_std, "W_std", positive=True))
+        object.__setattr__(self, "b_std",
+                           check_scalar(self.b_std, "b_std", nonnegative=True))
         check_choice(self.parameterization, "parameterization", self._parameterizations)
 
     def centered(self, in_centered: bool) -> bool:
@@ -596,11 +604,13 @@ class _Affine(Layer):
         if not isinstance(params, dict) or "W" not in params:
             raise TypeError(f"params of {name} must be a dict with key 'W'")
         if tuple(jnp.shape(params["W"])) != want:
-            raise ValueError(f"params of {name}: 'W' must have shape {want} for inputs with "
-                             f"{in_shape[-1]} channels, got {tuple(jnp.shape(params['W']))}")
+            raise ValueError(f"params of {name}: 'W' must have shape {want} for inputs "
+                             f"with {in_shape[-1]} channels, got "
+                             f"{tuple(jnp.shape(params['W']))}")
         if ("b" in params) != self.has_bias:
-            raise ValueError(f"params of {name} " + ("need a bias 'b' (b_std > 0)"
-                             if self.has_bias else "must not have a bias 'b' (b_std == 0)"))
+            raise ValueError(f"params of {name} "
+                             + ("need a bias 'b' (b_std > 0)" if self.has_bias
+                                else "must not have a bias 'b' (b_std == 0)"))
 
     def _multipliers(self, fan_in: int) -> tuple[float, float]:
         """``(c, beta)`` of ``z = c (W * a) + beta b``: the table
@@ -626,8 +636,7 @@ class _Affine(Layer):
             if fan_in is None:
                 raise ValueError(f"{type(self).__name__}(parameterization='standard'): "
                                  f"its NTK map needs the fan-in; compute the kernels "
-                                 f"with "
-                                 f"Layer.kernels, which binds the input shape")
+                                 f"with Layer.kernels, which binds the input shape")
             c_b = 1.0 if self.has_bias else 0.0
             ntk = fan_in * state.nngp + c_b + w2 * state.ntk
         else:
@@ -739,8 +748,8 @@ def _pads(spatial: Shape, window: Shape, strides: Shape, padding: str,
         n_out = -(-length // s)
         total = max((n_out - 1) * s + f - length, 0)
         if padding == "CIRCULAR" and total > length:
-            raise ValueError(f"{name}: circular padding of {total} exceeds the input length "
-                             f"{length}")
+            raise ValueError(f"{name}: circular padding of {total} exceeds the input "
+                             f"length {length}")
         out.append((total // 2, total - total // 2))
     return out
 
@@ -773,8 +782,8 @@ def _check_spatial(layer: Any, in_shape: Shape, rank: int) -> None:
     name = type(layer).__name__
     if len(in_shape) != rank + 1:
         raise ValueError(f"x: {name} with a {rank}-D window needs inputs of shape "
-                         f"(n, {', '.join(['L'] * rank)}, C) (rank {rank + 2}), got feature "
-                         f"shape {in_shape}")
+                         f"(n, {', '.join(['L'] * rank)}, C) (rank {rank + 2}), got "
+                         f"feature shape {in_shape}")
 
 
 def _same_offset_sum(K: jax.Array, lead: int, rank: int, window: Shape, strides: Shape,
@@ -782,7 +791,8 @@ def _same_offset_sum(K: jax.Array, lead: int, rank: int, window: Shape, strides:
                      paired: bool) -> jax.Array:
     """For a covariance ``K[lead..., *s, *t]``: ``sum_o K[s*stride + o, t*stride + o]``
     (``paired``, a convolution: the same offset on both sides) or ``sum_{o, o'}
-    K[s*stride + o, t*stride + o']`` (pooling), over the window offsets, with padding."""
+    K[s*stride + o, t*stride + o']`` (pooling), over the window offsets, with
+    padding."""
     ax1 = list(range(lead, lead + rank))
     ax2 = list(range(lead + rank, lead + 2 * rank))
     if not paired:  # separable: pool side 1, then side 2
@@ -846,9 +856,11 @@ class Conv(_Affine):
     parameterization with fan-in ``N = C prod(filter_shape)``:
     ``z_s = (W_std / sqrt(N)) sum_{o, c} W[o, c, :] a_{s*stride + o, c} + b_std b``.
 
-    Kernel map: ``K(s, t) <- (W_std^2 / |f|) sum_o K(s*stride + o, t*stride + o) + b_std^2``
-    (the same offset ``o`` on both sides; zero-padded positions contribute 0, circular ones
-    wrap), ``Theta(s, t) <- (W_std^2 / |f|) sum_o Theta(s*stride + o, t*stride + o) + K_new``.
+    Kernel map:
+    ``K(s, t) <- (W_std^2 / |f|) sum_o K(s*stride + o, t*stride + o) + b_std^2`` (the
+    same offset ``o`` on both sides; zero-padded positions contribute 0, circular ones
+    wrap),
+    ``Theta(s, t) <- (W_std^2 / |f|) sum_o Theta(s*stride + o, t*stride + o) + K_new``.
     A ``1x1`` convolution is :class:`Dense` applied per position.
 
     >>> from ntk_companion import layers as nl
@@ -881,9 +893,10 @@ class Conv(_Affine):
         spatial = in_shape[:-1]
         for length, s in zip(spatial, self.strides):
             if s > length:
-                raise ValueError(f"strides {self.strides} larger than the input's spatial "
-                                 f"shape {spatial}")
-        pads = _pads(spatial, self.filter_shape, self.strides, self.padding, "filter_shape")
+                raise ValueError(f"strides {self.strides} larger than the input's "
+                                 f"spatial shape {spatial}")
+        pads = _pads(spatial, self.filter_shape, self.strides, self.padding,
+                     "filter_shape")
         out = tuple(_out_len(length, f, s, p) for length, f, s, p in
                     zip(spatial, self.filter_shape, self.strides, pads))
         return pads, out
@@ -909,8 +922,9 @@ class Conv(_Affine):
     def patches(self, a: jax.Array) -> jax.Array:
         """The patches ``P_s(a)`` of every output position, shape ``(n, |S_out|, N)``,
         features ordered as the rows of ``W.reshape(N, C_out)`` (offset, then channel).
-        Strided slices of the padded input (``lax.conv_general_dilated_patches`` would be
-        a convolution with an ``N x N`` identity filter: ``N`` times the arithmetic)."""
+        Strided slices of the padded input (``lax.conv_general_dilated_patches`` would
+        be a convolution with an ``N x N`` identity filter: ``N`` times the
+        arithmetic)."""
         padded = self._padded(a)
         _, out = self._geometry(tuple(a.shape[1:]))
         pieces = []
@@ -932,23 +946,23 @@ class Conv(_Affine):
 
     def _stencil(self, state: Any, rank: int) -> Any:
         if rank != len(self.filter_shape):
-            raise ValueError(f"filter_shape {self.filter_shape} does not match inputs with "
-                             f"{rank} spatial axes")
+            raise ValueError(f"filter_shape {self.filter_shape} does not match inputs "
+                             f"with {rank} spatial axes")
         return _windowed(state, self.filter_shape, self.strides, self.padding, True,
                          "filter_shape")
 
 
-# --------------------------------------------------------------------------- activations
+# -------------------------------------------------------------------------- activations
 @dataclass(frozen=True)
 class Activation(Layer):
     r"""Elementwise nonlinearity ``sigma`` (a name of
     :func:`~ntk_companion.get_activation` or an elementwise callable).
 
-    Kernel map, for each pair of positions with ``(u, v) ~ N(0, [[K(x_s, x_s), K(x_s, x'_t)],
-    [., K(x'_t, x'_t)]])``: ``K <- E[sigma(u) sigma(v)]``, ``Theta <- Theta
-    E[sigma'(u) sigma'(v)]``: closed forms for relu, erf and identity, quadrature
-    (``order``, ``quadrature``) otherwise — the expectations of
-    :func:`~ntk_companion.analytic_kernels`.
+    Kernel map, for each pair of positions with
+    ``(u, v) ~ N(0, [[K(x_s, x_s), K(x_s, x'_t)], [., K(x'_t, x'_t)]])``:
+    ``K <- E[sigma(u) sigma(v)]``, ``Theta <- Theta E[sigma'(u) sigma'(v)]``: closed
+    forms for relu, erf and identity, quadrature (``order``, ``quadrature``)
+    otherwise — the expectations of :func:`~ntk_companion.analytic_kernels`.
 
     >>> import jax.numpy as jnp
     >>> from ntk_companion import layers as nl
@@ -1148,15 +1162,16 @@ class Identity(Layer):
 # --------------------------------------------------------------------------- pooling
 @dataclass(frozen=True)
 class AvgPool(Layer):
-    r"""Average pooling over windows ``window_shape`` (1-D or 2-D), ``strides`` (default:
-    the window), ``padding`` as for :class:`Conv` (zero padding counts in the average).
+    r"""Average pooling over windows ``window_shape`` (1-D or 2-D), ``strides``
+    (default: the window), ``padding`` as for :class:`Conv` (zero padding counts in the
+    average).
 
-    Kernel map: ``K(s, t) <- |w|^{-2} sum_{o, o'} K(s*stride + o, t*stride + o')``, the same
-    for ``Theta`` (a linear map without parameters).
+    Kernel map: ``K(s, t) <- |w|^{-2} sum_{o, o'} K(s*stride + o, t*stride + o')``, the
+    same for ``Theta`` (a linear map without parameters).
 
     >>> import jax.numpy as jnp
     >>> from ntk_companion import layers as nl
-    >>> x = jnp.arange(4.0).reshape(1, 4, 1)             # one input, 4 positions, 1 channel
+    >>> x = jnp.arange(4.0).reshape(1, 4, 1)   # one input, 4 positions, 1 channel
     >>> nl.AvgPool((2,)).apply((), x)[0, :, 0].tolist()
     [0.5, 2.5]
     """
@@ -1180,9 +1195,10 @@ class AvgPool(Layer):
         spatial = in_shape[:-1]
         for length, s in zip(spatial, self.strides):
             if s > length:
-                raise ValueError(f"strides {self.strides} larger than the input's spatial "
-                                 f"shape {spatial}")
-        pads = _pads(spatial, self.window_shape, self.strides, self.padding, "window_shape")
+                raise ValueError(f"strides {self.strides} larger than the input's "
+                                 f"spatial shape {spatial}")
+        pads = _pads(spatial, self.window_shape, self.strides, self.padding,
+                     "window_shape")
         out = tuple(_out_len(length, f, s, p) for length, f, s, p in
                     zip(spatial, self.window_shape, self.strides, pads))
         return pads, out
@@ -1193,8 +1209,9 @@ class AvgPool(Layer):
     def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
         pads, out = self._geometry(tuple(x.shape[1:]))
         rank = len(self.window_shape)
-        return _side_sum(x, list(range(1, 1 + rank)), self.window_shape, self.strides,
-                         pads, self.padding == "CIRCULAR", out) / math.prod(self.window_shape)
+        return (_side_sum(x, list(range(1, 1 + rank)), self.window_shape, self.strides,
+                          pads, self.padding == "CIRCULAR", out)
+                / math.prod(self.window_shape))
 
     def kernel_map(self, state: KernelState) -> KernelState:
         return _windowed(state, self.window_shape, self.strides, self.padding, False,
@@ -1217,8 +1234,8 @@ class GlobalAvgPool(Layer):
 
     def out_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) < 2:
-            raise ValueError(f"x: GlobalAvgPool needs inputs with spatial axes (n, *S, C), "
-                             f"got feature shape {in_shape}")
+            raise ValueError(f"x: GlobalAvgPool needs inputs with spatial axes "
+                             f"(n, *S, C), got feature shape {in_shape}")
         return (in_shape[-1],)
 
     def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
@@ -1238,8 +1255,9 @@ class GlobalAvgPool(Layer):
 class Flatten(Layer):
     r"""``(n, *S, C) -> (n, |S| C)``.
 
-    Kernel map (the following layer's fan-in is ``|S| C``): ``K <- |S|^{-1} sum_s K(s, s)``,
-    the same for ``Theta``: only equal positions correlate.
+    Kernel map (the following layer's fan-in is ``|S| C``):
+    ``K <- |S|^{-1} sum_s K(s, s)``, the same for ``Theta``: only equal positions
+    correlate.
 
     >>> from ntk_companion import layers as nl
     >>> nl.Flatten().out_shape((4, 4, 3))
@@ -1286,13 +1304,15 @@ class LayerNorm(Layer):
     ``a_s <- (a_s - mean_c a_s) / sqrt(var_c a_s + eps)``.
 
     Kernel map: ``K(s, t) <- K(s, t) / sqrt(K(x_s, x_s) K(x'_t, x'_t))``, the same for
-    ``Theta``. Exact in the limit when the channel mean of the input vanishes there (an input
-    from a ``Dense`` or ``Conv`` layer, ``centered``); otherwise an error is raised.
+    ``Theta``. Exact in the limit when the channel mean of the input vanishes there (an
+    input from a ``Dense`` or ``Conv`` layer, ``centered``); otherwise an error is
+    raised.
 
     >>> import jax.numpy as jnp
     >>> from ntk_companion import layers as nl
     >>> a = nl.LayerNorm().apply((), jnp.array([[1.0, 2.0, 3.0]]))
-    >>> round(float(a.mean()), 12), round(float((a ** 2).mean()), 6)   # mean 0, variance 1
+    >>> # mean 0, variance 1
+    >>> round(float(a.mean()), 12), round(float((a ** 2).mean()), 6)
     (0.0, 1.0)
     """
 
@@ -1311,9 +1331,9 @@ class LayerNorm(Layer):
 
     def centered(self, in_centered: bool) -> bool:
         if not in_centered:
-            raise ValueError("LayerNorm: the kernel map needs an input whose channel mean "
-                             "vanishes at infinite width (place it after a Dense or Conv "
-                             "layer)")
+            raise ValueError("LayerNorm: the kernel map needs an input whose channel "
+                             "mean vanishes at infinite width (place it after a Dense "
+                             "or Conv layer)")
         return False
 
     def kernel_map(self, state: KernelState) -> KernelState:
@@ -1339,7 +1359,7 @@ class LayerNorm(Layer):
                              state.var2 / (s2 * s2))
 
 
-# --------------------------------------------------------------------------- combinators
+# -------------------------------------------------------------------------- combinators
 @dataclass(frozen=True)
 class _Serial(Layer):
     layers: tuple
@@ -1364,8 +1384,8 @@ class _Serial(Layer):
 
     def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
         if not isinstance(params, (list, tuple)) or len(params) != len(self.layers):
-            raise ValueError(f"params must be a list of {len(self.layers)} entries, one per "
-                             f"layer of the serial network")
+            raise ValueError(f"params must be a list of {len(self.layers)} entries, "
+                             f"one per layer of the serial network")
         for p, layer in zip(params, self.layers):
             x = layer._fwd(p, x, rec)
         return x
@@ -1395,8 +1415,8 @@ def _check_layers(layers: Sequence[Any], name: str) -> tuple:
         raise ValueError(f"{name} needs at least one layer")
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
-            raise TypeError(f"{name}: argument {i} must be a layer of ntk_companion.layers, "
-                            f"got {type(layer).__name__}")
+            raise TypeError(f"{name}: argument {i} must be a layer of "
+                            f"ntk_companion.layers, got {type(layer).__name__}")
     return layers
 
 
@@ -1426,9 +1446,9 @@ class _Sum(Layer):
     def centered(self, in_centered: bool) -> bool:
         flags = [b.centered(in_centered) for b in self.branches]
         if sum(not f for f in flags) > 1:
-            raise ValueError("parallel_sum: at most one branch may end without a Dense or "
-                             "Conv layer for the kernel map (otherwise the branches are "
-                             "correlated and the kernels do not add)")
+            raise ValueError("parallel_sum: at most one branch may end without a Dense "
+                             "or Conv layer for the kernel map (otherwise the branches "
+                             "are correlated and the kernels do not add)")
         return all(flags)
 
     def _init(self, key: jax.Array, in_shape: Shape, dtype: np.dtype) -> list:
@@ -1437,8 +1457,8 @@ class _Sum(Layer):
 
     def _fwd(self, params: Any, x: jax.Array, rec: Any) -> jax.Array:
         if not isinstance(params, (list, tuple)) or len(params) != len(self.branches):
-            raise ValueError(f"params must be a list of {len(self.branches)} entries, one "
-                             f"per branch of parallel_sum")
+            raise ValueError(f"params must be a list of {len(self.branches)} entries, "
+                             f"one per branch of parallel_sum")
         out = None
         for p, b in zip(params, self.branches):
             y = b._fwd(p, x, rec)
@@ -1457,14 +1477,14 @@ class _Sum(Layer):
 
 
 def parallel_sum(*branches: Layer) -> Layer:
-    r"""Fan-out to every branch and sum: ``f(x) = sum_b branch_b(x)`` (a residual block is
-    ``parallel_sum(Identity(), serial(...))``).
+    r"""Fan-out to every branch and sum: ``f(x) = sum_b branch_b(x)`` (a residual block
+    is ``parallel_sum(Identity(), serial(...))``).
 
-    Kernel map: the branches' kernels add, ``K = sum_b K_b``, ``Theta = sum_b Theta_b``. This
-    is exact when the cross-covariances of the branches vanish, i.e. when every branch but at
-    most one ends in a zero-mean function of its own weights (a ``Dense`` or ``Conv`` layer,
-    possibly followed by pooling or ``Flatten``); ``Layer.kernels`` rejects other sums
-    (the finite network is any sum).
+    Kernel map: the branches' kernels add, ``K = sum_b K_b``, ``Theta = sum_b Theta_b``.
+    This is exact when the cross-covariances of the branches vanish, i.e. when every
+    branch but at most one ends in a zero-mean function of its own weights (a ``Dense``
+    or ``Conv`` layer, possibly followed by pooling or ``Flatten``); ``Layer.kernels``
+    rejects other sums (the finite network is any sum).
 
     >>> from ntk_companion import layers as nl
     >>> block = nl.parallel_sum(nl.Identity(), nl.serial(nl.Activation("relu"),

@@ -21,7 +21,8 @@ def test_params_layout_and_shapes(hidden, b_std):
     model = MLP(hidden, b_std=b_std)
     params = model.init(KEY, 3)
     widths = (3, *hidden, 1)
-    assert isinstance(params, list) and len(params) == len(hidden) + 1 == model.depth + 1
+    assert (isinstance(params, list)
+            and len(params) == len(hidden) + 1 == model.depth + 1)
     for i, layer in enumerate(params):
         assert layer["W"].shape == (widths[i], widths[i + 1])
         assert layer["W"].dtype == jnp.float64
@@ -46,12 +47,15 @@ def test_vector_output_and_dtype():
     ("softplus", 0.7)])
 def test_ntk_and_standard_parameterization_give_the_same_function(activation, b_std):
     """For the same standard normals the NTK-parameterized network equals the
-    standard-parameterized one whose weights are rescaled by W_std/sqrt(fan_in), b_std."""
+    standard-parameterized one whose weights are rescaled by W_std/sqrt(fan_in),
+    b_std."""
     kw = dict(hidden=(7, 5), activation=activation, W_std=1.3, b_std=b_std)
-    m_ntk, m_std = MLP(parameterization="ntk", **kw), MLP(parameterization="standard", **kw)
+    m_ntk, m_std = (MLP(parameterization="ntk", **kw),
+                    MLP(parameterization="standard", **kw))
     p_ntk, p_std = m_ntk.init(KEY, 3), m_std.init(KEY, 3)
     for a, b in zip(p_ntk, p_std):
-        np.testing.assert_allclose(b["W"], a["W"] * 1.3 / math.sqrt(a["W"].shape[0]), rtol=1e-14)
+        np.testing.assert_allclose(b["W"], a["W"] * 1.3 / math.sqrt(a["W"].shape[0]),
+                                   rtol=1e-14)
         if b_std:
             np.testing.assert_allclose(b["b"], a["b"] * b_std, rtol=1e-14)
     x = _x()
@@ -77,7 +81,8 @@ def test_activations():
     np.testing.assert_allclose(get_activation("tanh")(z), np.tanh(z))
     from scipy.special import erf
     np.testing.assert_allclose(get_activation("erf")(z), erf(np.asarray(z)), rtol=1e-12)
-    np.testing.assert_allclose(get_activation("softplus")(z), np.log1p(np.exp(z)), rtol=1e-12)
+    np.testing.assert_allclose(get_activation("softplus")(z), np.log1p(np.exp(z)),
+                               rtol=1e-12)
     gelu = np.asarray(z) * 0.5 * (1 + erf(np.asarray(z) / np.sqrt(2)))
     np.testing.assert_allclose(get_activation("gelu")(z), gelu, rtol=1e-12)
     fn = lambda u: u ** 3  # noqa: E731
@@ -85,16 +90,19 @@ def test_activations():
     # a deep linear network without bias is linear in x; a callable activation is used
     lin = MLP((7, 5), activation="identity")
     p = lin.init(KEY, 3)
-    np.testing.assert_allclose(lin.apply(p, 2.5 * _x()), 2.5 * lin.apply(p, _x()), rtol=1e-12)
+    np.testing.assert_allclose(lin.apply(p, 2.5 * _x()), 2.5 * lin.apply(p, _x()),
+                               rtol=1e-12)
     cube = MLP((4,), activation=fn)
     pc = cube.init(KEY, 3)
-    np.testing.assert_allclose(cube.apply(pc, 2 * _x()), 8 * cube.apply(pc, _x()), rtol=1e-12)
+    np.testing.assert_allclose(cube.apply(pc, 2 * _x()), 8 * cube.apply(pc, _x()),
+                               rtol=1e-12)
 
 
 def test_apply_under_jit_and_hashable():
     model = MLP((7, 5), activation="erf", b_std=0.2)
     p = model.init(KEY, 3)
-    np.testing.assert_allclose(jax.jit(model.apply)(p, _x()), model.apply(p, _x()), rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(model.apply)(p, _x()), model.apply(p, _x()),
+                               rtol=1e-12)
     assert hash(model) == hash(MLP((7, 5), activation="erf", b_std=0.2))
     assert MLP([3, 4]).hidden == (3, 4)
 
@@ -187,7 +195,8 @@ def test_bad_init_and_apply_input():
         model.apply(p[:1], jnp.ones((2, 3)))
     with pytest.raises(ValueError, match=r"params\[0\] must not have a bias"):
         MLP((4,)).apply(p, jnp.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"params\[0\]\['W'\] must have shape \(3, 5\)"):
+    with pytest.raises(ValueError,
+                       match=r"params\[0\]\['W'\] must have shape \(3, 5\)"):
         MLP((5,), b_std=0.5).apply(p, jnp.ones((2, 3)))
     with pytest.raises(TypeError, match="params must be the list"):
         model.apply({"W": 1}, jnp.ones((2, 3)))

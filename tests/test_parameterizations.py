@@ -45,7 +45,8 @@ def test_mup_one_hidden_layer_is_the_mean_field_network():
                                rtol=1e-12)
 
 
-@pytest.mark.parametrize("hidden, b_std", [((6,), 0.0), ((5, 7), 0.4), ((4, 3, 5), 1.0)])
+@pytest.mark.parametrize("hidden, b_std",
+                         [((6,), 0.0), ((5, 7), 0.4), ((4, 3, 5), 1.0)])
 def test_structured_kernel_of_mup_equals_jacobian_kernel(hidden, b_std):
     net = MLP(hidden, activation="gelu", b_std=b_std, parameterization="mup")
     p = net.init(KEY, 3)
@@ -67,9 +68,9 @@ def test_abc_exponents_table():
 
 @pytest.mark.parametrize("name", parameterizations.PARAMETERIZATIONS)
 def test_exponents_agree_with_multipliers_and_step_sizes(name):
-    """The width exponents measured from layer_multipliers, MLP.init and lr_multipliers at
-    two widths are the table's: effective multiplier m^{-a_l}, init std m^{-b_l}, step m^{-c}
-    (input dimension fixed)."""
+    """The width exponents measured from layer_multipliers, MLP.init and lr_multipliers
+    at two widths are the table's: effective multiplier m^{-a_l}, init std m^{-b_l},
+    step m^{-c} (input dimension fixed)."""
     depth, d = 2, 3
     table = ntk.abc_exponents(name, depth)
 

@@ -21,7 +21,8 @@ MODEL = ntk.MLP((8,), activation="tanh", b_std=0.2)
 PARAMS = normal_params(MODEL, 2, 0)
 _X = np.random.default_rng(1).standard_normal((6, 2))
 X, Y = jnp.asarray(_X), jnp.asarray(np.sin(_X[:, 0]))
-LOSS = ntk.square_loss_fn(MODEL.apply, X, Y)   # one loss object: compiled scans are reused
+# one loss object: compiled scans are reused
+LOSS = ntk.square_loss_fn(MODEL.apply, X, Y)
 
 
 def w00(p):
@@ -34,7 +35,8 @@ def loss_and_w00(p):
 
 def flow(t=0.8):
     """Gradient flow on LOSS to time t (one compilation shared by the tests)."""
-    return ntk.gradient_flow(LOSS, PARAMS, t=t, steps=40, save_every=2, observe=loss_and_w00)
+    return ntk.gradient_flow(LOSS, PARAMS, t=t, steps=40, save_every=2,
+                             observe=loss_and_w00)
 
 
 def test_rk4_is_fourth_order():
@@ -84,11 +86,13 @@ def test_gradient_flow_decreases_the_loss():
     assert np.all(np.diff(np.asarray(losses)) <= 1e-14), losses
     assert losses[-1] < 0.5 * losses[0]
     np.testing.assert_allclose(losses[-1], LOSS(pT), rtol=1e-13)
-    assert float(obs["w"][0]) == float(w00(PARAMS)) and float(obs["w"][-1]) == float(w00(pT))
+    assert (float(obs["w"][0]) == float(w00(PARAMS))
+            and float(obs["w"][-1]) == float(w00(pT)))
     # dl/dt = -|grad l|^2 = -r^T H r: the slope of the saved losses near t = 0
     r0 = ntk.residual(MODEL.apply, PARAMS, X, Y)
     H0 = ntk.empirical_ntk(MODEL.apply, PARAMS, X)
-    slope = (-3 * losses[0] + 4 * losses[1] - losses[2]) / (2 * 0.04)   # O(h^2) difference
+    # O(h^2) difference
+    slope = (-3 * losses[0] + 4 * losses[1] - losses[2]) / (2 * 0.04)
     np.testing.assert_allclose(slope, -r0 @ H0 @ r0, rtol=2e-2)
     # the default observation is the loss; a repeated call gives identical results
     pT2, _, losses2 = ntk.gradient_flow(LOSS, PARAMS, t=0.8, steps=40, save_every=2)
@@ -118,8 +122,8 @@ def test_gradient_descent_converges_to_gradient_flow_at_rate_lr():
     theta_flow = ntk.flatten(flow(t)[0])
     errs = []
     for lr, k in ((0.04, 20), (0.02, 40), (0.01, 80)):
-        _, ks, thetas = ntk.gradient_descent(LOSS, PARAMS, lr=lr, steps=80, save_every=20,
-                                             observe=ntk.flatten)
+        _, ks, thetas = ntk.gradient_descent(LOSS, PARAMS, lr=lr, steps=80,
+                                             save_every=20, observe=ntk.flatten)
         np.testing.assert_array_equal(ks, [0, 20, 40, 60, 80])
         errs.append(float(jnp.linalg.norm(thetas[k // 20] - theta_flow)))
     ratios = np.array(errs[:-1]) / np.array(errs[1:])
@@ -162,7 +166,8 @@ def test_training_bad_input():
     with pytest.raises(TypeError, match="loss_fn must be callable"):
         ntk.gradient_flow(3.0, params, t=1.0, steps=2)
     with pytest.raises(ValueError, match="params contains NaN"):
-        ntk.gradient_flow(loss_fn, [{"W": jnp.full((2, 8), jnp.nan)}, params[1]], t=1.0, steps=2)
+        ntk.gradient_flow(loss_fn, [{"W": jnp.full((2, 8), jnp.nan)}, params[1]],
+                          t=1.0, steps=2)
     with pytest.raises(TypeError, match="params must hold floating"):
         ntk.gradient_descent(loss_fn, [{"W": jnp.ones((2, 8), int)}], lr=0.1, steps=2)
     for lr, exc in ((0.0, ValueError), (-0.1, ValueError), (float("inf"), ValueError),
