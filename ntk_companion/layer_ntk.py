@@ -31,7 +31,7 @@ each of them, so its share is the sum of theirs. The Grams are computed by
 ``block_size`` tiles (``ntk_companion._tiling``). Several devices: the vector-output and
 layer paths run on one device (the result is replicated); the scalar paths of
 :mod:`ntk_companion.empirical` shard rows (an MLP with one output:
-:func:`structured_band`).
+``structured_band``).
 
 MLPs
 ----

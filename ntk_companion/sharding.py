@@ -16,19 +16,19 @@ kernels choose ``n1`` a multiple of ``jax.device_count()``):
   empirical NTK computes the features of its band of ``X2`` (one forward and backward
   pass) and gathers the features, so that ``O(n2 P)`` work is shared too; the other
   methods and the analytic kernels gather the inputs;
-* a symmetric kernel (``x2=None``) computed by bands (:func:`shard_rows`) is made
+* a symmetric kernel (``x2=None``) computed by bands (``shard_rows``) is made
   exactly symmetric at the end (a transpose, which moves data between devices); the
   upper-triangle saving of one device is not used across devices, so each device does
   ``2/D`` of the work of one device: ``D`` devices are at best ``D/2`` times faster than
   one on a symmetric kernel (``D`` times faster otherwise);
-* a symmetric kernel computed by :func:`shard_symmetric` uses the triangle across
+* a symmetric kernel computed by ``shard_symmetric`` uses the triangle across
   devices: the rows are cut into ``2D`` bands, device ``d`` owns bands ``2d`` and
   ``2d + 1`` (its rows of the result), and the blocks ``K[I, J]``, ``I <= J``, are dealt
   out so that every device computes two diagonal blocks (their upper tile triangle) and
-  ``2D - 1`` off-diagonal ones (:func:`symmetric_blocks`): each device does ``1/D`` of
+  ``2D - 1`` off-diagonal ones (``symmetric_blocks``): each device does ``1/D`` of
   one device's work, and the result, ``U + U^T`` of the stored blocks, is exactly
   symmetric and sharded by rows. ``analytic_kernels`` and ``Layer.kernels`` use it
-  for ``x2=None``; the empirical NTK uses :func:`shard_rows`. Devices that share
+  for ``x2=None``; the empirical NTK uses ``shard_rows``. Devices that share
   cores (the CPU devices of one machine, ``--xla_force_host_platform_device_count``)
   share the cores' time: only separate hardware turns the ``1/D`` of the work into a
   speed-up of ``D``.
@@ -201,7 +201,7 @@ def shard_rows(fn: Callable[..., tuple[jax.Array, ...]], mesh: Mesh, x1: jax.Arr
 
 def symmetric_blocks(count: int) -> np.ndarray:
     """The off-diagonal blocks each of ``count`` devices computes in
-    :func:`shard_symmetric`: ``table[d]`` lists ``2 count - 1`` pairs ``(I, J)`` of
+    ``shard_symmetric``: ``table[d]`` lists ``2 count - 1`` pairs ``(I, J)`` of
     band indices (``2 count`` bands; device ``d`` owns bands ``2d`` and ``2d + 1``),
     ``I`` one of its own. Every unordered pair ``{I, J}``, ``I != J``, is listed
     exactly once.
@@ -237,7 +237,7 @@ def shard_symmetric(make_tile: Callable[[Any], Callable[..., Any]], mesh: Mesh,
     ``2d + 1`` (its rows of the result). Of the ``D (2D + 1)`` blocks ``K[I, J]`` with
     ``I <= J``, device ``d`` computes its two diagonal blocks (their upper tile
     triangle, by :func:`ntk_companion._tiling.fill`) and the ``2D - 1`` off-diagonal
-    blocks of :func:`symmetric_blocks` (against every other device, two of the four
+    blocks of ``symmetric_blocks`` (against every other device, two of the four
     blocks between their bands), so every device does the same work: ``1/D`` of one
     device's (tile triangle included). It stores them in ``U`` (its ``(2m, N)`` band;
     zeros elsewhere, diagonal blocks halved) and the result is ``K = U + U^T``: exactly
